@@ -1,0 +1,117 @@
+# Skip connections course: set-up, tests and the book. Every target that needs Python
+# creates .venv first (python3 -m venv, pip upgrade, pip install -e ".[test,book]"); a stamp
+# file makes later runs skip the install until pyproject.toml changes.
+#
+#   make test         unit tests + nbval on the notebooks + a smoke build of the book
+#   make book         the website in _build/html (profile: $SKIPLIB_PROFILE, default gpu/cpu)
+#   make data         extract the offline CIFAR-10 copy into $SKIPLIB_DATA if there is one
+#   make bench        benchmarks (python -m skiplib bench)
+#   make results-gpu  reference runs into results/ (python -m skiplib degradation --profile gpu)
+#   make strip        strip outputs from the notebooks under book/ before committing
+#   make sync-bootstrap / make check-notebooks   Colab bootstrap cells; list dirty notebooks
+#   make clean        remove _build (make distclean: also .venv)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.skiplib-installed
+EXTRAS ?= test,book
+PYTEST_ARGS ?=
+
+# Where skiplib looks for (and torchvision downloads) CIFAR-10; exported so that make data,
+# the tests and the book build all agree on it.
+SKIPLIB_DATA ?= $(HOME)/.cache/skiplib
+export SKIPLIB_DATA
+# The offline JPEG copy of CIFAR-10 (see ../shared/data/README.md), if this machine has one.
+CIFAR10_TARBALL ?= ../shared/data/cifar10-jpeg.tar.gz
+CIFAR10_SHA256 := 7854ea059adc7729ab5267c5269ccc01e6eaeea6549d5f3c834c106bae86e8ee
+
+# Executed notebooks are cached in _build/.jupyter_cache, keyed on code cells only, and
+# Sphinx re-reads only changed sources. This file records the profile and skiplib's source
+# (and results/) the build was made with; when either changes, the cache and Sphinx's
+# doctrees are removed so every notebook runs again: the website never shows outputs from
+# another profile or an older skiplib.
+CACHE_KEY_FILE := _build/.skiplib-cache-key
+# Present while a build runs or after it failed. Sphinx would not re-read an unchanged
+# notebook whose execution failed, so the next build would pass: drop its doctrees then
+# (notebooks that did run stay in the execution cache and are not run again).
+BUILD_FAILED_FILE := _build/.skiplib-build-failed
+
+.PHONY: help install test book data bench results-gpu strip sync-bootstrap check-notebooks clean distclean
+
+help:
+	@sed -n '5,13p' Makefile
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "== setting up $(VENV) ($$($(PYTHON) --version)) =="
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	touch $@
+
+test: $(STAMP)
+	SKIPLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env tests book $(PYTEST_ARGS)
+
+book: $(STAMP) data
+	@mkdir -p _build
+	@profile="$$($(PY) -c 'from skiplib.profile import get_profile; print(get_profile().name)')"; \
+	sources="$$( { find skiplib results -type f \( -name '*.py' -o -name '*.json' -o -name '*.csv' \) 2>/dev/null || true; } | LC_ALL=C sort | xargs -r sha256sum | sha256sum | cut -c1-16)"; \
+	key="$$profile $$sources"; \
+	if [ "$$key" != "$$(cat $(CACHE_KEY_FILE) 2>/dev/null || true)" ]; then \
+	  [ ! -d _build/.doctrees ] || echo "profile or skiplib changed since the last build: re-executing every notebook"; \
+	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; \
+	fi; \
+	if [ -e $(BUILD_FAILED_FILE) ]; then rm -rf _build/.doctrees; fi; \
+	echo "$$key" > $(CACHE_KEY_FILE); \
+	touch $(BUILD_FAILED_FILE); \
+	echo "== building the book (SKIPLIB_PROFILE: $$profile) =="
+	$(VENV)/bin/jupyter-book build . -n -W --keep-going
+	@rm -f $(BUILD_FAILED_FILE)
+	@echo "book written to _build/html/index.html"
+
+data:
+	@if [ -d "$(SKIPLIB_DATA)/cifar10" ] || [ -d "$(SKIPLIB_DATA)/cifar-10-batches-py" ]; then \
+	  echo "CIFAR-10 found in $(SKIPLIB_DATA)"; \
+	elif [ -f "$(CIFAR10_TARBALL)" ]; then \
+	  echo "extracting $(CIFAR10_TARBALL) into $(SKIPLIB_DATA)/cifar10"; \
+	  if [ "$$(sha256sum "$(CIFAR10_TARBALL)" | cut -d' ' -f1)" != "$(CIFAR10_SHA256)" ]; then \
+	    echo "warning: $(CIFAR10_TARBALL) is not the documented CIFAR-10 JPEG copy (sha256 differs)"; \
+	  fi; \
+	  mkdir -p "$(SKIPLIB_DATA)"; \
+	  tmp="$$(mktemp -d "$(SKIPLIB_DATA)/.extract.XXXXXX")"; \
+	  trap 'rm -rf "$$tmp"' EXIT; \
+	  tar xzf "$(CIFAR10_TARBALL)" -C "$$tmp"; \
+	  test -d "$$tmp/cifar10/train" -a -d "$$tmp/cifar10/test" || { echo "error: $(CIFAR10_TARBALL) has no cifar10/{train,test}"; exit 1; }; \
+	  mv "$$tmp/cifar10" "$(SKIPLIB_DATA)/cifar10"; \
+	  echo "CIFAR-10 (JPEG copy) ready in $(SKIPLIB_DATA)/cifar10"; \
+	else \
+	  echo "no local CIFAR-10 in $(SKIPLIB_DATA) and no $(CIFAR10_TARBALL):"; \
+	  echo "torchvision will download it into $(SKIPLIB_DATA) at first use"; \
+	  echo "(the smoke profile falls back to synthetic data where that is impossible)"; \
+	fi
+
+bench: $(STAMP)
+	$(PY) -m skiplib bench
+
+results-gpu: $(STAMP)
+	$(PY) -m skiplib degradation --profile gpu
+
+strip: $(STAMP)
+	$(PY) -m skiplib.notebooks strip book
+
+sync-bootstrap: $(STAMP)
+	$(PY) -m skiplib.notebooks sync-bootstrap book
+
+check-notebooks: $(STAMP)
+	$(PY) -m skiplib.notebooks check book
+
+clean:
+	rm -rf _build
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info .pytest_cache

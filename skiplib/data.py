@@ -1,0 +1,400 @@
+"""CIFAR-10 for the course: find it, decode it once, cache it, batch it on the device.
+
+Looks for torchvision's pickled batches, then an image-folder copy, then tries torchvision's
+download; only the ``smoke`` profile may fall back to a synthetic stand-in. The source travels
+with the data and is printed, because every result must say what it was computed from.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                     "horse", "ship", "truck")
+CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+SPLITS: tuple[str, ...] = ("train", "test")
+
+SOURCE_BATCHES = "CIFAR-10 (torchvision batches)"
+SOURCE_JPEG = "CIFAR-10 (JPEG copy)"
+SOURCE_FOLDER = "CIFAR-10 (image folder)"
+SOURCE_SYNTHETIC = "synthetic CIFAR-shaped stand-in (not CIFAR-10)"
+
+_BATCH_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+_SYNTHETIC_SIZES = {"train": 5000, "test": 1000}  # big enough to learn, quick to generate
+_CHUNK = 4096  # images per step in to_float/synthetic_cifar10: bounds temporary memory
+
+
+def data_dir() -> Path:
+    """``$SKIPLIB_DATA`` if set, else ``~/.cache/skiplib``; created if missing. Used from Chapter 1 onward."""
+    env = os.environ.get("SKIPLIB_DATA")
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "skiplib"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class ImageSet:
+    """Images (uint8 ``[N, 3, H, W]``), labels (int64 ``[N]``) and their source. Used from Chapter 1 onward."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    source: str
+    classes: tuple[str, ...] = CIFAR10_CLASSES
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 [N, 3, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (len(self.images),):
+            raise ValueError(f"labels must be [N] = [{len(self.images)}], got {tuple(self.labels.shape)}")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# ---------------------------------------------------------------- reading the sources
+def _read_batches(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for name in _BATCH_FILES[split]:
+        with open(folder / name, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.extend(d[b"labels"])
+    return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
+
+
+def _list_folder(folder: Path) -> tuple[list[str], list[int]]:
+    # Hidden folders (.ipynb_checkpoints on Colab) are not classes.
+    found = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    if set(found) != set(CIFAR10_CLASSES):
+        raise RuntimeError(f"{folder} must hold one folder per CIFAR-10 class {CIFAR10_CLASSES}; found {found}")
+    files, labels = [], []
+    for label, name in enumerate(CIFAR10_CLASSES):  # labels follow torchvision's order
+        d = os.path.join(folder, name)  # plain strings: 50k Path objects cost more than the listing
+        files += [os.path.join(d, n) for n in sorted(
+            e.name for e in os.scandir(d) if e.is_file() and e.name.lower().endswith(_IMAGE_EXTS))]
+        labels += [label] * (len(files) - len(labels))
+    if not files:
+        raise RuntimeError(f"no .png/.jpg images in the class folders of {folder}")
+    return files, labels
+
+
+def _decode(files: list[str]) -> torch.Tensor:
+    from PIL import Image
+
+    out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
+    for i, path in enumerate(files):  # a plain loop: ~40k tiny images/s, no worker start-up cost
+        with Image.open(path) as im:
+            if im.size != (32, 32):
+                raise RuntimeError(f"{path} is {im.size[0]}x{im.size[1]}; CIFAR-10 images are 32x32")
+            out[i] = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _local_source(root: Path, split: str) -> tuple[str, str, Callable[[], tuple]] | None:
+    """(source, fingerprint, reader) of the first local copy found, else None."""
+    batches = root / "cifar-10-batches-py"
+    paths = [batches / n for n in _BATCH_FILES[split]]
+    if all(p.is_file() for p in paths):
+        fingerprint = ",".join(f"{p.name}:{p.stat().st_size}" for p in paths)
+        return SOURCE_BATCHES, fingerprint, lambda: _read_batches(batches, split)
+    folder = root / "cifar10" / split
+    if folder.is_dir():
+        files, labels = _list_folder(folder)
+        jpeg = all(f.lower().endswith((".jpg", ".jpeg")) for f in files)
+        # The file count keeps a half-finished extraction from staying cached forever.
+        fingerprint = f"{len(files)} files"
+        return (SOURCE_JPEG if jpeg else SOURCE_FOLDER), fingerprint, lambda: (
+            _decode(files), torch.tensor(labels, dtype=torch.int64))
+    return None
+
+
+def _cache_path(root: Path, source: str, split: str) -> Path:
+    # The slug names the source, so a cache never outlives a change of source.
+    slug = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-").removeprefix("cifar-10-")
+    return root / "cache" / f"cifar10-{slug}-{split}.pt"
+
+
+def _read_cache(path: Path, fingerprint: str | None = None) -> ImageSet | None:
+    try:
+        d = torch.load(path, weights_only=True)
+        if fingerprint is not None and d.get("fingerprint") != fingerprint:
+            return None
+        return ImageSet(d["images"], d["labels"], d["source"])
+    except Exception:  # missing, torn or foreign: decode again rather than fail
+        return None
+
+
+def _write_cache(path: Path, ds: ImageSet, fingerprint: str) -> bool:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # atomic: readers never see half a file
+        torch.save({"images": ds.images, "labels": ds.labels, "source": ds.source,
+                    "fingerprint": fingerprint}, tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError as e:  # a read-only data directory still works, just without a cache
+        warnings.warn(f"could not write the CIFAR-10 cache {path}: {e}")
+        return False
+
+
+def load_cifar10(split: str = "train", root: str | os.PathLike | None = None, *, download: bool = True,
+                 allow_synthetic: bool = False, verbose: bool = True) -> ImageSet:
+    """A CIFAR-10 split as uint8 tensors, decoded once and cached under ``root`` (default :func:`data_dir`).
+
+    Used from Chapter 1 onward."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = Path(root).expanduser() if root is not None else data_dir()
+    t0 = time.perf_counter()
+
+    def done(ds: ImageSet, note: str) -> ImageSet:
+        if verbose:
+            print(f"CIFAR-10 {split}: {len(ds):,} images from {ds.source} [{note}]")
+        return ds
+
+    found = _local_source(root, split)
+    download_note = "not tried (download=False)"
+    if found is None:
+        # The source files may have been deleted to save space while their cache remains.
+        for source in (SOURCE_BATCHES, SOURCE_JPEG, SOURCE_FOLDER):
+            ds = _read_cache(path := _cache_path(root, source, split))
+            if ds is not None:
+                return done(ds, f"cache {path}")
+        if download:
+            try:
+                from torchvision.datasets import CIFAR10
+
+                CIFAR10(str(root), train=split == "train", download=True)
+                download_note = "succeeded"
+            except Exception as e:  # no internet, proxy, disk full, ...: report below
+                download_note = f"failed ({type(e).__name__}: {e})"
+            found = _local_source(root, split)
+    if found is not None:
+        source, fingerprint, read = found
+        ds = _read_cache(path := _cache_path(root, source, split), fingerprint)
+        if ds is not None:
+            return done(ds, f"cache {path}")
+        ds = ImageSet(*read(), source)
+        note = f"decoded in {time.perf_counter() - t0:.1f} s"
+        return done(ds, note + (f", cached to {path}" if _write_cache(path, ds, fingerprint) else ""))
+    if allow_synthetic:
+        ds = synthetic_cifar10(_SYNTHETIC_SIZES[split], seed=SPLITS.index(split))
+        return done(ds, "generated")
+    raise RuntimeError(
+        f"CIFAR-10 {split} split not found. Looked for:\n"
+        f"  {root / 'cifar-10-batches-py'}/{{{','.join(_BATCH_FILES[split])}}}  (torchvision's batches)\n"
+        f"  {root / 'cifar10' / split}/<class>/*.png|jpg  (image folder)\n"
+        f"  {root / 'cache'}/cifar10-*-{split}.pt  (decoded cache)\n"
+        f"  torchvision download: {download_note}\n"
+        "To get the data: set SKIPLIB_DATA to a directory that holds it (or pass root=...), run once\n"
+        "with internet access so torchvision downloads it there, or extract an image-folder copy:\n"
+        '  tar xzf cifar10-jpeg.tar.gz -C "$SKIPLIB_DATA"\n'
+        "Only the smoke profile (SKIPLIB_PROFILE=smoke) may use a synthetic stand-in (allow_synthetic=True).")
+
+
+def synthetic_cifar10(n: int, seed: int = 0) -> ImageSet:
+    """A learnable CIFAR-shaped stand-in: each class has its own colour and stripe orientation.
+
+    ``seed`` drives per-image phase, colour jitter and noise, not the class looks, so train and
+    test sets made with different seeds share them. Used by the ``smoke`` profile (Chapter 1 on)."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
+    k = torch.arange(10, dtype=torch.float32)
+    colour = torch.stack([0.5 + 0.3 * torch.cos(2 * torch.pi * (k / 10 + c / 3)) for c in range(3)], 1)
+    angle = torch.pi * k / 10 + (k % 2) * torch.pi / 2  # neighbours in colour differ most in angle
+    period = 4.0 + (k % 3) * 2.0
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    images = torch.empty(n, 3, 32, 32, dtype=torch.uint8)
+    for i in range(0, n, _CHUNK):
+        lab = labels[i:i + _CHUNK]; m = len(lab)  # noqa: E702
+        phase = torch.rand(m, 1, 1, generator=g) * 2 * torch.pi
+        jitter = (torch.rand(m, 3, generator=g) - 0.5) * 0.3
+        a = angle[lab].view(-1, 1, 1)
+        proj = xx * torch.cos(a) + yy * torch.sin(a)
+        stripes = torch.sin(2 * torch.pi * proj / period[lab].view(-1, 1, 1) + phase)
+        img = (colour[lab] + jitter).view(m, 3, 1, 1) + 0.25 * stripes.unsqueeze(1)
+        img = img + 0.1 * torch.randn(m, 3, 32, 32, generator=g)
+        images[i:i + m] = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    return ImageSet(images, labels, SOURCE_SYNTHETIC)
+
+
+def subset(ds: ImageSet, n: int | None, seed: int = 0) -> ImageSet:
+    """A stratified random subset of ``n`` images, seeded; ``n`` None or ``>= len(ds)`` gives ``ds``.
+
+    Used from Chapter 1 onward."""
+    if n is None or n >= len(ds):
+        return ds
+    classes = torch.unique(ds.labels)
+    if n <= 0 or n < len(classes):
+        raise ValueError(f"subset size must be at least the number of classes ({len(classes)}) "
+                         f"so every class is represented, or None for all; got {n}")
+    counts = torch.bincount(ds.labels)[classes]
+    exact = counts.double() * n / len(ds)
+    quota = exact.floor().long()
+    # Largest remainder: the images lost to rounding go to the classes that lost the most.
+    order = torch.argsort(exact - quota, descending=True, stable=True)
+    quota[order[: n - int(quota.sum())]] += 1
+    g = torch.Generator().manual_seed(seed)
+    picked = []
+    for c, q in zip(classes.tolist(), quota.tolist()):
+        idx = (ds.labels == c).nonzero().squeeze(1)
+        picked.append(idx[torch.randperm(len(idx), generator=g)[:q]])
+    idx = torch.cat(picked).sort().values  # keep the original order
+    return ImageSet(ds.images[idx], ds.labels[idx], ds.source, ds.classes)
+
+
+def to_float(images: torch.Tensor, size: int | None = None, mean: tuple[float, ...] = CIFAR10_MEAN,
+             std: tuple[float, ...] = CIFAR10_STD) -> torch.Tensor:
+    """uint8 ``[N, C, H, W]`` to normalised float32, resized (bilinear, antialiased) to ``size``.
+
+    Used from Chapter 1 onward."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    if len(mean) != c or len(std) != c:
+        raise ValueError(f"mean and std need one value per channel ({c}), got {len(mean)} and {len(std)}")
+    if size is not None and size < 1:
+        raise ValueError(f"size must be a positive number of pixels or None, got {size}")
+    hw = (h, w) if size is None else (size, size)
+    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, c, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, c, 1, 1)
+    out = torch.empty((n, c, *hw), dtype=torch.float32, device=images.device)
+    for i in range(0, n, _CHUNK):
+        x = images[i:i + _CHUNK].float().div_(255)
+        if hw != (h, w):
+            x = F.interpolate(x, size=hw, mode="bilinear", antialias=True, align_corners=False)
+        out[i:i + _CHUNK] = (x - m) / s
+    return out
+
+
+class DeviceLoader:
+    """Batches from tensors living on the device, with vectorised per-sample random crop (zero-pad
+    ``pad``, crop back) and horizontal flip. Random numbers come from its own CPU generator seeded
+    with ``seed``, so batches match across devices; ``state_dict`` taken between epochs resumes the
+    exact next epoch. Used from Chapter 1 onward."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False,
+                 augment: bool = False, pad: int = 4, drop_last: bool = False,
+                 device: str | torch.device | None = None, seed: int = 0) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
+        if augment and x.dim() != 4:
+            raise ValueError(f"augment needs images [N, C, H, W], got shape {tuple(x.shape)}")
+        self.device = torch.device(device) if device is not None else x.device
+        # channels_last is what cuDNN's fast convolutions want; on the CPU keep the caller's layout.
+        cuda4d = x.dim() == 4 and self.device.type == "cuda"
+        self._format = torch.channels_last if cuda4d else torch.contiguous_format
+        self.x = x.to(self.device, memory_format=torch.channels_last if cuda4d else torch.preserve_format)
+        self.y = y.to(self.device)
+        self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
+        self.drop_last, self.seed = drop_last, seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0  # epochs started
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples (all of them, including any that drop_last leaves out)."""
+        return len(self.y)
+
+    def __len__(self) -> int:
+        n, b = self.num_samples, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, b, g, dev = self.num_samples, self.batch_size, self.generator, self.device
+        self.epoch += 1
+        # All of the epoch's random numbers are drawn here, on the CPU, then moved once.
+        order = torch.randperm(n, generator=g).to(dev) if self.shuffle else None
+        if self.augment:
+            flips = (torch.rand(n, generator=g) < 0.5).to(dev)
+            shifts = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g).to(dev)
+        stop = n - n % b if self.drop_last else n
+        for i in range(0, stop, b):
+            if order is None:
+                xb, yb = self.x[i:i + b], self.y[i:i + b]
+            else:
+                xb, yb = self.x[order[i:i + b]], self.y[order[i:i + b]]
+            if self.augment:
+                xb = self._crop_flip(xb, flips[i:i + b], shifts[i:i + b])
+            yield xb, yb
+
+    def _crop_flip(self, xb: torch.Tensor, flip: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = xb.shape
+        if self.pad:
+            xb = F.pad(xb, (self.pad,) * 4)
+        rows = shift[:, :1] + torch.arange(h, device=xb.device)  # [B, H] rows of the padded image
+        cols = torch.arange(w, device=xb.device).expand(b, w)
+        cols = torch.where(flip[:, None], cols.flip(-1), cols) + shift[:, 1:]  # a flip reads columns backwards
+        batch = torch.arange(b, device=xb.device)[:, None, None]
+        out = xb[batch, :, rows[:, :, None], cols[:, None, :]]  # one gather: [B, H, W, C]
+        return out.permute(0, 3, 1, 2).contiguous(memory_format=self._format)
+
+    def state_dict(self) -> dict:
+        """The generator state (and epoch count), so a checkpoint resumes the same batch order."""
+        return {"generator": self.generator.get_state(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.generator.set_state(state["generator"].cpu())  # a checkpoint may be mapped to CUDA
+        self.epoch = int(state.get("epoch", 0))
+
+
+_FLOAT_CACHE: dict[tuple, tuple] = {}
+_FLOAT_CACHE_SIZE = 4  # a notebook rebuilds loaders often; a few entries cover it without hoarding memory
+
+
+def cifar10_loaders(*, train_subset: int | None, test_subset: int | None, image_size: int = 32,
+                    batch_size: int = 128, device: str | torch.device | None = None, seed: int = 0,
+                    allow_synthetic: bool = False, root: str | os.PathLike | None = None, augment: bool = True,
+                    verbose: bool = True, download: bool = True) -> tuple[DeviceLoader, DeviceLoader, dict]:
+    """Train loader (shuffled, crop+flip, ``pad = 4 * image_size // 32``), test loader, and an info dict.
+
+    Subsets are stratified and seeded; float tensors stay in memory for repeated calls. ``info`` has
+    "source", "train_size", "test_size", "image_size". Used from Chapter 1 onward."""
+    if image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    root_path = (Path(root).expanduser() if root is not None else data_dir()).resolve()
+    key = (str(root_path), train_subset, test_subset, image_size, seed, allow_synthetic)
+    parts = _FLOAT_CACHE.get(key)
+    if parts is None:
+        parts = []
+        for split, n in (("train", train_subset), ("test", test_subset)):
+            ds = load_cifar10(split, root_path, download=download, allow_synthetic=allow_synthetic, verbose=verbose)
+            ds = subset(ds, n, seed)
+            parts.append((to_float(ds.images, image_size), ds.labels, ds.source))
+        # A synthetic stand-in is not kept, so data extracted later is picked up by the next call.
+        if all(p[2] != SOURCE_SYNTHETIC for p in parts):
+            _FLOAT_CACHE[key] = parts
+            while len(_FLOAT_CACHE) > _FLOAT_CACHE_SIZE:
+                _FLOAT_CACHE.pop(next(iter(_FLOAT_CACHE)))
+    elif verbose:
+        print(f"CIFAR-10: reusing {parts[0][2]} tensors from memory")
+    (x_tr, y_tr, src_tr), (x_te, y_te, src_te) = parts
+    # A last batch of one sample would break BatchNorm in train mode, so that one sample waits.
+    drop_last = len(y_tr) % batch_size == 1 and len(y_tr) > 1
+    train = DeviceLoader(x_tr, y_tr, batch_size, shuffle=True, augment=augment, pad=4 * image_size // 32,
+                         drop_last=drop_last, device=device, seed=seed)
+    test = DeviceLoader(x_te, y_te, batch_size, device=device, seed=seed)
+    source = src_tr if src_tr == src_te else f"{src_tr} (train) / {src_te} (test)"
+    info = {"source": source, "train_size": len(y_tr), "test_size": len(y_te), "image_size": image_size}
+    return train, test, info

@@ -1,0 +1,18 @@
+"""Models of the course, all reachable through ``create_model(name, **kw)``.
+
+``cifar``: CIFAR-10 ResNets and plain nets (Chapter 1 on).
+"""
+
+from skiplib.models import cifar  # noqa: F401  (registers its models)
+from skiplib.models.cifar import CIFAR_DEPTHS, CifarResNet, cifar_resnet, plain_net
+from skiplib.models.registry import create_model, list_models, register_model
+
+__all__ = ["CIFAR_DEPTHS", "CifarResNet", "cifar_resnet", "create_model", "list_models", "plain_net", "register_model"]
+
+
+def count_parameters(model, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__.append("count_parameters")

@@ -1,0 +1,97 @@
+"""The CIFAR-10 ResNets and their plain twins (He et al. 2016, Sec. 4.2), from Chapter 1 on.
+
+A 32x32 input goes through a 3x3 conv with 16 filters, then three stages of n blocks with
+16, 32 and 64 filters on 32x32, 16x16 and 8x8 maps (the first block of stages 2 and 3 has
+stride 2), global average pooling and a 10-way linear layer: 6n + 2 weighted layers.
+``plain-d`` is exactly ``resnet-d`` with ``shortcut="none"``: same layers, same parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from skiplib.blocks import BasicBlock, check_shortcut
+from skiplib.models.registry import register_model
+
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for 32x32 images; ``shortcut`` chooses residual (A/B) or plain."""
+
+    def __init__(
+        self,
+        depth: int = 20,
+        num_classes: int = 10,
+        shortcut: str = "identity",
+        widths: tuple[int, int, int] = (16, 32, 64),
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
+        self.depth = depth
+        self.shortcut = check_shortcut(shortcut)
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU()
+        self.layer1 = self._make_stage(widths[0], widths[0], n, stride=1)
+        self.layer2 = self._make_stage(widths[0], widths[1], n, stride=2)
+        self.layer3 = self._make_stage(widths[1], widths[2], n, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(widths[2], num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                # He initialisation, as in the paper (and torchvision)
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_stage(self, in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = [BasicBlock(in_channels, out_channels, stride, self.shortcut)]
+        layers += [BasicBlock(out_channels, out_channels, 1, self.shortcut) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def blocks(self) -> list[BasicBlock]:
+        """All residual (or plain) blocks in forward order."""
+        return [b for stage in (self.layer1, self.layer2, self.layer3) for b in stage]
+
+    def zero_init_last(self) -> None:
+        """Zero the last BN scale of every block (Goyal et al. 2017); see BasicBlock.zero_init_last."""
+        for block in self.blocks():
+            block.zero_init_last()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(x)
+
+
+def cifar_resnet(depth: int, shortcut: str = "identity", **kwargs) -> CifarResNet:
+    """CIFAR ResNet of the given depth; ``shortcut="none"`` gives the plain net."""
+    return CifarResNet(depth=depth, shortcut=shortcut, **kwargs)
+
+
+def plain_net(depth: int, **kwargs) -> CifarResNet:
+    """The plain CIFAR net: the ResNet's layers without any shortcut."""
+    if "shortcut" in kwargs:
+        raise ValueError("a plain net has no shortcuts; use cifar_resnet(depth, shortcut=...) instead")
+    return CifarResNet(depth=depth, shortcut="none", **kwargs)
+
+
+def _register_depth(depth: int) -> None:
+    register_model(f"resnet{depth}")(lambda **kw: cifar_resnet(depth, **kw))
+    register_model(f"plain{depth}")(lambda **kw: plain_net(depth, **kw))
+
+
+for _depth in CIFAR_DEPTHS:
+    _register_depth(_depth)

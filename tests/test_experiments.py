@@ -1,0 +1,50 @@
+"""The experiments CLI: configs per profile, results with provenance, the benchmark runs."""
+
+import json
+
+import pytest
+
+from skiplib.experiments import main
+from skiplib.experiments import degradation
+from skiplib.experiments.bench import fit_vs_bare
+from skiplib.experiments.provenance import load_result
+from skiplib.profile import get_profile
+
+
+def test_configs_share_one_recipe_and_grow_with_profile():
+    cfgs = {p: degradation.config(get_profile(p, device="cpu")) for p in ("smoke", "cpu", "gpu")}
+    for key in ("lr", "momentum", "weight_decay", "schedule", "batch_size"):
+        assert len({c[key] for c in cfgs.values()}) == 1, key
+    assert cfgs["gpu"]["train_subset"] is None and cfgs["gpu"]["image_size"] == 32
+    assert cfgs["smoke"]["epochs"] <= cfgs["cpu"]["epochs"] <= cfgs["gpu"]["epochs"]
+    assert set(cfgs["gpu"]["depths"]) == {20, 32, 44, 56}
+
+
+def test_run_rejects_unknown_family():
+    with pytest.raises(ValueError, match="plain"):
+        degradation.run(degradation.config(get_profile("smoke")), families=("highway",))
+
+
+def test_cli_writes_result_with_provenance(tmp_path, capsys):
+    assert main(["degradation", "--profile", "smoke", "--out-dir", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "degradation-smoke.json").read_text())
+    assert set(data["histories"]) == {"plain20", "resnet20", "plain56", "resnet56"}
+    assert all(len(h) == data["config"]["epochs"] for h in data["histories"].values())
+    prov = data["provenance"]
+    for key in ("command", "commit", "device", "data_source", "date", "seconds", "profile"):
+        assert prov[key] not in (None, ""), key
+    assert prov["command"].startswith("python -m skiplib") or "pytest" in prov["command"]
+    assert load_result("degradation-smoke", tmp_path) == data
+    assert "final train error" in capsys.readouterr().out
+
+
+def test_same_command_same_numbers(tmp_path):
+    cfg = {**degradation.config(get_profile("smoke")), "depths": [20], "train_subset": 256, "test_subset": 128}
+    runs = [degradation.run(cfg, device="cpu", families=("plain",), allow_synthetic=True, progress=False) for _ in range(2)]
+    a, b = (r["histories"]["plain20"].records for r in runs)
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in a] == [{k: v for k, v in r.items() if k != "seconds"} for r in b]
+
+
+def test_bench_measures_both_loops():
+    r = fit_vs_bare(steps=3)
+    assert r["fit"] > 0 and r["bare"] > 0 and r["ratio"] == pytest.approx(r["fit"] / r["bare"])

@@ -1,0 +1,306 @@
+"""Repository invariants: packaging, notebooks, table of contents, config, citations, CI.
+
+These run offline in seconds and fail with a message that says how to fix the repository.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+from skiplib import notebooks
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml on Python 3.10 needs tomli")
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+BOOK_NOTEBOOKS = notebooks.notebook_paths([BOOK])
+# conda-forge names that differ from the PyPI ones.
+CONDA_TO_PYPI = {"pytorch": "torch"}
+# Packages environment.yml needs for itself, not listed in pyproject.toml.
+CONDA_ONLY = {"python", "pip"}
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def _load_yaml(name: str) -> dict:
+    with open(ROOT / name, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+# --- packaging -------------------------------------------------------------------------
+
+
+def _pyproject_requirements() -> dict[str, SpecifierSet]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    reqs: dict[str, SpecifierSet] = {}
+    lists = [project["dependencies"], *project["optional-dependencies"].values()]
+    for line in (item for group in lists for item in group):
+        req = Requirement(line)
+        if canonicalize_name(req.name) == "skiplib":  # dev = skiplib[test,book]
+            continue
+        reqs[canonicalize_name(req.name)] = req.specifier
+    return reqs
+
+
+def _environment_requirements() -> dict[str, SpecifierSet]:
+    env = _load_yaml("environment.yml")
+    reqs: dict[str, SpecifierSet] = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):  # the pip: section
+            for line in dep["pip"]:
+                if line.startswith("-e") or line.strip() == ".":
+                    continue
+                req = Requirement(line)
+                reqs[canonicalize_name(req.name)] = req.specifier
+            continue
+        # conda match specs: "name", "name>=1.0", "name>=1.0,<2" (channel::name allowed).
+        m = re.fullmatch(r"(?:[\w.-]+::)?([A-Za-z0-9_.-]+)\s*(.*)", dep.strip())
+        assert m, f"cannot parse conda dependency {dep!r}"
+        name = CONDA_TO_PYPI.get(m.group(1), m.group(1))
+        if name in CONDA_ONLY:
+            continue
+        reqs[canonicalize_name(name)] = SpecifierSet(m.group(2).replace(" ", ""))
+    return reqs
+
+
+def test_environment_yml_matches_pyproject():
+    py, env = _pyproject_requirements(), _environment_requirements()
+    assert sorted(env) == sorted(py), (
+        f"only in pyproject.toml: {sorted(set(py) - set(env))}; "
+        f"only in environment.yml: {sorted(set(env) - set(py))}"
+    )
+    differ = {name: (str(py[name]), str(env[name])) for name in py if py[name] != env[name]}
+    assert not differ, f"version constraints differ (pyproject, environment.yml): {differ}"
+
+
+def test_environment_yml_installs_skiplib_itself():
+    env = _load_yaml("environment.yml")
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert any(line.startswith("-e") and line.split()[-1].startswith(".") for line in pip)
+
+
+def test_pyproject_pins_jupyter_book_1():
+    spec = _pyproject_requirements()["jupyter-book"]
+    assert "1.0.4" in spec and "1.99" in spec and "2.0" not in spec
+
+
+# --- notebooks -------------------------------------------------------------------------
+
+
+def test_book_has_notebooks():
+    assert BOOK_NOTEBOOKS, "no notebooks under book/"
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=_ids(BOOK_NOTEBOOKS))
+def test_notebook_is_committed_clean(path: Path):
+    problems = notebooks.problems(path)
+    assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=_ids(BOOK_NOTEBOOKS))
+def test_notebook_opens_with_title_then_bootstrap(path: Path):
+    nb = notebooks.read(path)
+    nbformat.validate(nb)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), (
+        f"{path.name}: the first cell must be markdown starting with '# Title'"
+    )
+    code = notebooks.first_code_cell(nb)
+    assert code is not None and code.source == notebooks.bootstrap_source(), (
+        f"{path.name}: the first code cell must be the Colab bootstrap "
+        "(python -m skiplib.notebooks sync-bootstrap)"
+    )
+    assert "hide-input" in code.metadata.get("tags", [])
+
+
+def test_bootstrap_uses_the_configured_repository():
+    url = notebooks.repository_url()
+    src = notebooks.bootstrap_source()
+    assert url.startswith("https://") and f'REPO_URL = "{url}"' in src
+    assert "google.colab" in src and "git+{REPO_URL}" in src
+    compile(src, "<bootstrap>", "exec")  # valid Python
+
+
+def test_bootstrap_does_nothing_off_colab():
+    namespace: dict = {}
+    exec(notebooks.bootstrap_source(url="https://example.invalid/repo"), namespace)
+    assert namespace["REPO_URL"] == "https://example.invalid/repo"
+
+
+def test_strip_and_sync_round_trip(tmp_path: Path):
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("print(1)", execution_count=3)
+    code.outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    code.metadata["execution"] = {"iopub.status.busy": "2026-01-01"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"), code]
+    nb.metadata["widgets"] = {"state": {}}
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+
+    assert len(notebooks.problems(path)) == 2
+    assert notebooks.strip_outputs([tmp_path]) == [path]
+    assert notebooks.sync_bootstrap([tmp_path]) == [path]
+    assert notebooks.problems(path) == []
+    assert notebooks.strip_outputs([tmp_path]) == [] and notebooks.sync_bootstrap([tmp_path]) == []
+
+    out = notebooks.read(path)
+    assert [c.cell_type for c in out.cells] == ["markdown", "code", "code"]
+    assert out.cells[1].source == notebooks.bootstrap_source()
+    assert out.cells[2].source == "print(1)" and out.cells[2].outputs == []
+    assert "widgets" not in out.metadata and "execution" not in out.cells[2].metadata
+    assert notebooks.main(["check", str(tmp_path)]) == 0
+
+
+def test_check_reports_outputs(tmp_path: Path, capsys):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"), nbformat.v4.new_code_cell("1", execution_count=1)]
+    notebooks.set_bootstrap(nb)
+    nbformat.write(nb, tmp_path / "dirty.ipynb")
+    assert notebooks.main(["check", str(tmp_path)]) == 1
+    assert "dirty.ipynb: has outputs" in capsys.readouterr().out
+
+
+# --- table of contents and config ------------------------------------------------------
+
+
+def _toc_files(node) -> list[str]:
+    files = []
+    if isinstance(node, dict):
+        if "file" in node:
+            files.append(node["file"])
+        if "root" in node:
+            files.append(node["root"])
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key) or []:
+                files += _toc_files(child)
+    return files
+
+
+def _resolve(entry: str) -> Path | None:
+    base = ROOT / entry
+    for candidate in (base, *(base.with_name(base.name + ext) for ext in (".md", ".ipynb"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def test_toc_entries_exist():
+    toc = _load_yaml("_toc.yml")
+    assert toc["format"] == "jb-book" and toc["root"] == "book/intro"
+    missing = [f for f in _toc_files(toc) if _resolve(f) is None]
+    assert not missing, f"_toc.yml names files that do not exist: {missing}"
+
+
+def test_every_book_page_is_in_the_toc():
+    listed = {_resolve(f) for f in _toc_files(_load_yaml("_toc.yml"))}
+    pages = [
+        p for p in BOOK.rglob("*")
+        if p.suffix in {".md", ".ipynb"} and not {"_build", ".ipynb_checkpoints"} & set(p.parts)
+    ]
+    orphans = [str(p.relative_to(ROOT)) for p in pages if p not in listed]
+    assert not orphans, f"pages under book/ missing from _toc.yml: {orphans}"
+
+
+def test_config_has_required_keys():
+    cfg = _load_yaml("_config.yml")
+    assert cfg["only_build_toc_files"] is True
+    assert cfg["execute"]["execute_notebooks"] == "cache"
+    assert cfg["execute"]["allow_errors"] is False
+    assert cfg["repository"]["url"] == notebooks.repository_url()
+    assert cfg["repository"]["branch"] == "main"
+    assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert "sphinx_exercise" in cfg["sphinx"]["extra_extensions"]
+    assert cfg["bibtex_bibfiles"] == ["references.bib"]
+    excluded = set(cfg["exclude_patterns"])
+    assert {"skiplib", "tests", "_build", ".venv", "results"} <= excluded
+
+
+def test_repository_url_written_once():
+    url = notebooks.repository_url()
+    tracked = [ROOT / name for name in ("pyproject.toml", "README.md", "Makefile", "environment.yml")]
+    tracked += [p for p in (ROOT / "skiplib").rglob("*.py")]
+    tracked += [p for p in BOOK.rglob("*.md")]
+    repeats = [str(p.relative_to(ROOT)) for p in tracked if p.is_file() and url in p.read_text(encoding="utf-8")]
+    assert not repeats, f"the repository URL belongs in _config.yml only; also found in {repeats}"
+
+
+# --- citations -------------------------------------------------------------------------
+
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+
+
+def _bib_keys() -> set[str]:
+    return set(re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "references.bib").read_text(encoding="utf-8"), re.M))
+
+
+def _book_text(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        return "\n".join(c.source for c in notebooks.read(path).cells if c.cell_type == "markdown")
+    return path.read_text(encoding="utf-8")
+
+
+def test_cited_keys_exist():
+    keys = _bib_keys()
+    pages = [p for p in BOOK.rglob("*") if p.suffix in {".md", ".ipynb"} and "_build" not in p.parts]
+    cited = {
+        (p.name, key.strip())
+        for p in pages
+        for group in CITE.findall(_book_text(p))
+        for key in group.split(",")
+    }
+    unknown = sorted(f"{name}: {key}" for name, key in cited if key not in keys)
+    assert not unknown, f"cited but not in references.bib: {unknown}"
+    assert cited, "the book cites nothing"
+
+
+def test_bibliography_parses_and_has_course_keys():
+    pybtex = pytest.importorskip("pybtex.database", reason="pybtex comes with the [book] extra")
+    data = pybtex.parse_file(str(ROOT / "references.bib"))
+    required = {
+        "he2016deep", "he2016identity", "srivastava2015highway", "srivastava2015training",
+        "huang2017densely", "ronneberger2015unet", "li2018visualizing", "veit2016residual",
+        "balduzzi2017shattered", "goyal2017accurate", "pleiss2017memory",
+    }
+    assert required <= set(data.entries)
+    for key, entry in data.entries.items():
+        assert entry.fields.get("title") and entry.fields.get("year"), key
+        assert entry.persons.get("author"), key
+
+
+# --- CI and README ---------------------------------------------------------------------
+
+
+def test_ci_script_runs_the_readme_commands():
+    ci = ROOT / ".ci" / "run"
+    assert ci.stat().st_mode & stat.S_IXUSR, ".ci/run must be executable"
+    text = ci.read_text(encoding="utf-8")
+    assert text.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in text
+    commands = [line.strip() for line in text.splitlines()]
+    test_at = next(i for i, line in enumerate(commands) if re.match(r"(run\s+)?make test\b", line))
+    book_at = next(i for i, line in enumerate(commands) if re.match(r"(run\s+)?make book\b", line))
+    assert test_at < book_at
+
+
+def test_readme_gives_both_commands():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make test" in readme and "make book" in readme
+    assert "SKIPLIB_PROFILE" in readme and "SKIPLIB_DATA" in readme
+
+
+def test_test_command_runs_in_the_smoke_profile():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"SKIPLIB_PROFILE=smoke \$\(PY\) -m pytest --nbval-lax", makefile)
