@@ -9,6 +9,7 @@
 #   make results-gpu  reference runs into results/ (python -m skiplib degradation --profile gpu)
 #   make strip        strip outputs from the notebooks under book/ before committing
 #   make sync-bootstrap / make check-notebooks   Colab bootstrap cells; list dirty notebooks
+#   make student / make grade   student notebooks in student/; grade $(SUBMISSIONS) into grades.csv
 #   make clean        remove _build (make distclean: also .venv)
 
 SHELL := /bin/bash
@@ -20,6 +21,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skiplib-installed
 EXTRAS ?= test,book
 PYTEST_ARGS ?=
+# Folder of submitted student notebooks that `make grade` scores.
+SUBMISSIONS ?= submissions
 
 # Where skiplib looks for (and torchvision downloads) CIFAR-10; exported so that make data,
 # the tests and the book build all agree on it.
@@ -40,10 +43,10 @@ CACHE_KEY_FILE := _build/.skiplib-cache-key
 # (notebooks that did run stay in the execution cache and are not run again).
 BUILD_FAILED_FILE := _build/.skiplib-build-failed
 
-.PHONY: help install test book data bench results-gpu strip sync-bootstrap check-notebooks clean distclean
+.PHONY: help install test book data bench results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
 
 help:
-	@sed -n '5,13p' Makefile
+	@sed -n '5,14p' Makefile
 
 install: $(STAMP)
 
@@ -109,6 +112,12 @@ sync-bootstrap: $(STAMP)
 
 check-notebooks: $(STAMP)
 	$(PY) -m skiplib.notebooks check book
+
+student: $(STAMP)
+	$(PY) -m skiplib.student build book student
+
+grade: $(STAMP)
+	$(PY) -m skiplib.student grade $(SUBMISSIONS) --out grades.csv
 
 clean:
 	rm -rf _build

@@ -2,12 +2,22 @@
 pass or a sentence saying what is wrong plus a hint, and returns True only if all pass.
 
 A grader never raises because of the learner's code: an exception inside their function is
-reported as a failed test, and each test is bounded in time.
+reported as a failed test, and each test is bounded in time. A function that still raises
+``NotImplementedError`` (the student notebooks' placeholder, see ``skiplib.student``) is
+reported as "not attempted".
+
+When the environment variable ``SKIPLIB_GRADE_TOKEN`` is set (by ``python -m skiplib.student
+grade``), :func:`run_checks` also prints one machine-readable line,
+``GRADE <token> {"exercise": ..., "passed": n, "total": m, "attempted": ...}``; learners and
+the website never see it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import sys
 import threading
 import traceback
 from contextlib import contextmanager
@@ -16,6 +26,9 @@ from typing import Callable, Iterable
 import torch
 
 Check = tuple[str, Callable[[], "str | None"]]  # (what is tested, test returning None if ok or a message)
+
+GRADE_TOKEN_ENV = "SKIPLIB_GRADE_TOKEN"
+NOT_ATTEMPTED = "not attempted"
 
 
 class _Timeout(Exception):
@@ -42,9 +55,30 @@ def _time_limit(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
+def _check_name(title: str) -> str:
+    """The name of the ``check_…`` function that called :func:`run_checks` (the exercise id
+    used by the grader), or ``title`` when it was called directly."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name.startswith("check_"):
+            return frame.f_code.co_name
+        frame = frame.f_back
+    return title
+
+
+def _is_placeholder(problem: str) -> bool:
+    # Some graders catch the learner's exception themselves and report it as text
+    # ("your function raised NotImplementedError: ..."): that is still the untouched placeholder.
+    return "raised NotImplementedError" in problem
+
+
 def run_checks(title: str, checks: Iterable[Check], *, time_limit: float = 20.0, verbose: bool = True) -> bool:
-    """Run each check, print ✓/✗ lines and a summary; return True if every check passed."""
-    passed = total = 0
+    """Run each check, print ✓/✗ lines and a summary; return True if every check passed.
+
+    A check whose code raises ``NotImplementedError`` counts as "not attempted": the summary
+    says so instead of listing a failure the learner has not had a chance to make.
+    """
+    passed = total = placeholders = 0
     lines = []
     for what, test in checks:
         total += 1
@@ -53,6 +87,8 @@ def run_checks(title: str, checks: Iterable[Check], *, time_limit: float = 20.0,
                 problem = test()
         except _Timeout:
             problem = f"took longer than {time_limit:.0f} s; is there an endless loop?"
+        except NotImplementedError:
+            problem = "your code raised NotImplementedError"
         except Exception as e:  # the learner's code failed: report, don't crash the notebook
             tb = traceback.extract_tb(e.__traceback__)
             where = f" (line {tb[-1].lineno} in {tb[-1].name})" if tb else ""
@@ -60,13 +96,26 @@ def run_checks(title: str, checks: Iterable[Check], *, time_limit: float = 20.0,
         if problem is None:
             passed += 1
             lines.append(f"  ✓ {what}")
+        elif _is_placeholder(problem):
+            placeholders += 1
+            lines.append(f"  · {what}: {NOT_ATTEMPTED} ({problem.rstrip(': ')})")
         else:
             lines.append(f"  ✗ {what}: {problem}")
+    attempted = placeholders == 0
     if verbose:
-        print(f"{title}: {passed}/{total} checks passed")
+        if attempted:
+            print(f"{title}: {passed}/{total} checks passed")
+        else:
+            print(f"{title}: {NOT_ATTEMPTED} yet ({passed}/{total} checks passed): replace "
+                  "`raise NotImplementedError` with your answer, run that cell, then this one again")
         print("\n".join(lines))
         if passed == total:
             print("Well done!")
+    token = os.environ.get(GRADE_TOKEN_ENV)
+    if token:  # only while `python -m skiplib.student grade` runs the notebook
+        record = {"exercise": _check_name(title), "title": title, "passed": passed, "total": total,
+                  "attempted": attempted}
+        print(f"GRADE {token} {json.dumps(record)}", flush=True)
     return passed == total
 
 
