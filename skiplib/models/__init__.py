@@ -4,6 +4,7 @@
 """
 
 from skiplib.models import cifar  # noqa: F401  (registers its models)
+from skiplib.models import imagenet  # noqa: F401  (registers resnet18/34/50, Chapter 4)
 from skiplib.models.cifar import CIFAR_DEPTHS, CifarResNet, cifar_resnet, plain_net
 from skiplib.models.registry import create_model, list_models, register_model
 

@@ -1,0 +1,112 @@
+"""Bottleneck and pre-activation residual blocks, taught in Chapter 4.
+
+* :class:`Bottleneck` (He et al. 2016a, Sec. 4.1): 1x1 conv down to ``planes`` channels,
+  3x3 conv, 1x1 conv up to ``planes * 4``; the block of ResNet-50/101/152. The stride sits on
+  the 3x3 conv, as in torchvision ("ResNet v1.5"), so torchvision checkpoints load.
+* :class:`PreActBlock` (He et al. 2016b): BN-ReLU-conv-BN-ReLU-conv with *no* ReLU after the
+  addition, so the shortcut path from one block to the next is a pure identity.
+
+Both take the same ``shortcut`` options as :class:`~skiplib.blocks.residual.BasicBlock`
+(``"identity"`` A, ``"projection"`` B, ``"projection_all"`` C, ``"none"`` plain) and have
+``zero_init_last()``, which makes the residual branch output exactly zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from skiplib.blocks.residual import check_shortcut, conv1x1, conv3x3, make_shortcut
+
+
+def check_channels(**values: int) -> None:
+    """Raise a ValueError unless every named value is a positive int (channels, planes, stride)."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 residual block with ``expansion = 4`` (Chapter 4).
+
+    ``Bottleneck(in_channels, planes, stride)`` outputs ``planes * 4`` channels, the same
+    convention as torchvision, so a stage builder can call ``block(in, planes, stride, shortcut)``
+    for both block types (a :class:`BasicBlock` has expansion 1). Attribute names follow
+    torchvision (``conv1..3``, ``bn1..3``, ``downsample``) so that checkpoints interchange.
+    The default shortcut is option B, the one ResNet-50 uses.
+    """
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, shortcut: str = "projection") -> None:
+        super().__init__()
+        check_channels(in_channels=in_channels, planes=planes, stride=stride)
+        self.shortcut = check_shortcut(shortcut)
+        out_channels = planes * self.expansion
+        self.conv1 = conv1x1(in_channels, planes)  # squeeze: the 3x3 conv works on few channels
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, out_channels)  # expand back to the wide residual stream
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU()  # not in-place: probes hook the BN outputs
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+        out = self.conv3(out)
+        out = self.bn3(out)
+        if self.shortcut != "none":
+            identity = x if self.downsample is None else self.downsample(x)
+            out = out + identity  # not in-place: hooks may hold `out`
+        return self.relu(out)
+
+    @torch.no_grad()
+    def zero_init_last(self) -> None:
+        """Zero the last BN's scale (Goyal et al. 2017): the block starts as relu(shortcut(x))."""
+        nn.init.zeros_(self.bn3.weight)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation basic block (He et al. 2016b), Chapter 4: out = x' + F(x), no final ReLU.
+
+    F(x) = conv2(relu(bn2(conv1(relu(bn1(x)))))). Where a shortcut module is needed (shape
+    change with option A/B, or always with option C) it reads the block's raw input, as in the
+    authors' code, so that nothing but that one module sits on the path between blocks.
+    A network of these blocks needs one BN-ReLU after its last block (the branch ends in a conv).
+    """
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, shortcut: str = "identity") -> None:
+        super().__init__()
+        check_channels(in_channels=in_channels, out_channels=out_channels, stride=stride)
+        self.shortcut = check_shortcut(shortcut)
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.relu = nn.ReLU()
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn1(x)
+        out = self.relu(out)
+        out = self.conv1(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        if self.shortcut == "none":
+            return out
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity  # no ReLU: the identity path stays clean
+
+    @torch.no_grad()
+    def zero_init_last(self) -> None:
+        """Zero the last conv: F(x) = 0 exactly, so the block computes its shortcut (the identity)."""
+        nn.init.zeros_(self.conv2.weight)
