@@ -3,7 +3,7 @@
 ``fit`` is a plain SGD loop made safe for learners: a ``tqdm.auto`` progress bar, one
 history record per epoch, a checkpoint after every epoch that a second call resumes from
 (a Colab disconnect loses at most one epoch, and the resumed run gives the same numbers),
-and AMP + channels_last on CUDA. Training error is averaged over the epoch's batches in
+AMP on CUDA and channels_last on CUDA and CPU. Training error is averaged over the epoch's batches in
 train mode with augmentation, as in He et al.'s curves; test error is measured in eval mode.
 """
 
@@ -117,7 +117,8 @@ def fit(
     ``load_state_dict`` (as :class:`skiplib.data.DeviceLoader` does), its shuffling state is
     checkpointed too. With ``checkpoint`` set, the state is saved after every epoch and a later
     call with the same path resumes after the last finished epoch (a finished run just returns
-    its history). ``amp`` and ``channels_last`` default to on for CUDA and off elsewhere.
+    its history). ``amp`` defaults to on for CUDA only; ``channels_last`` to on for CUDA and CPU
+    (oneDNN's convolutions skip a layout reorder with it: about 20% faster on 2 CPU cores).
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -130,7 +131,7 @@ def fit(
         raise ValueError("the training loader yields no batches (is the subset smaller than the batch size with drop_last?)")
     device = torch.device(device) if device is not None else default_device()
     amp = device.type == "cuda" if amp is None else amp
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = device.type in ("cuda", "cpu") if channels_last is None else channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
