@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skiplib.blocks import BasicBlock, check_shortcut
+from skiplib.blocks import BasicBlock, check_shortcut, he_init_
 from skiplib.models.cifar import CifarResNet
 from skiplib.profile import Profile
+from skiplib.train import evaluate
 
 _MLP_LAYERS = (nn.Linear, nn.ReLU, nn.Flatten, nn.BatchNorm1d)
 
@@ -240,37 +241,14 @@ def exact_math() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-@torch.no_grad()
 def dataset_loss(model: nn.Module, loader, device: str | torch.device | None = None) -> dict:
     """Mean cross-entropy and error of ``model`` in eval mode over ``loader``, in float32 without
-    AMP or TF32 (unlike :func:`skiplib.train.evaluate`), so two equal functions score equally."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    loss, wrong, n = 0.0, 0, 0
+    AMP or TF32 (unlike :func:`skiplib.train.evaluate`'s default), so two equal functions score equally."""
     with exact_math():
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            logits = model(x).float()
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            wrong += (logits.argmax(1) != y).sum().item()
-            n += len(y)
-    model.train(was_training)
-    if n == 0:
-        raise ValueError("dataset_loss() got an empty loader")
-    return {"loss": loss / n, "err": wrong / n}
+        return evaluate(model, loader, device, amp=False)
 
 
 # ------------------------------------------------------------------ experiments of the chapter
-def he_init_(model: nn.Module) -> nn.Module:
-    """The CIFAR nets' initialisation (He et al.): conv weights N(0, 2/fan_out), BN scale 1 and shift 0."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    return model
 
 
 def block_stack(channels: int, layers: int, shortcut: str = "none", zero_init: bool = False) -> nn.Sequential:

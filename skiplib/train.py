@@ -66,23 +66,25 @@ def _lr_at(schedule: str, lr: float, step: int, total: int) -> float:
     return 0.5 * lr * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
 
 
-def evaluate(model: nn.Module, loader, device: str | torch.device | None = None) -> dict:
-    """Mean cross-entropy loss and error rate of ``model`` (in eval mode) over ``loader``."""
+def evaluate(model: nn.Module, loader, device: str | torch.device | None = None, *, amp: bool | None = None) -> dict:
+    """Mean cross-entropy loss and error rate of ``model`` (in eval mode) over ``loader``.
+    ``amp`` (autocast) defaults to on for CUDA only."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    amp = device.type == "cuda" if amp is None else amp
     was_training = model.training
     model.eval()
     total_loss, wrong, n = 0.0, 0, 0
     with torch.no_grad():
         for x, y in loader:
             x, y = x.to(device), y.to(device)
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
                 logits = model(x)
             total_loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
             wrong += (logits.argmax(1) != y).sum().item()
             n += y.numel()
     model.train(was_training)
     if n == 0:
-        raise ValueError("evaluate() got an empty loader")
+        raise ValueError("evaluate() got an empty loader: no batches to score")
     return {"loss": total_loss / n, "err": wrong / n}
 
 

@@ -12,10 +12,11 @@ from skiplib.blocks.residual import (
     PadShortcut,
     conv1x1,
     conv3x3,
+    he_init_,
     make_shortcut,
 )
 
 __all__ = [
-    "SHORTCUTS", "check_shortcut", "BasicBlock", "PadShortcut", "conv1x1", "conv3x3", "make_shortcut",
+    "SHORTCUTS", "check_shortcut", "BasicBlock", "PadShortcut", "conv1x1", "conv3x3", "he_init_", "make_shortcut",
     "Bottleneck", "PreActBlock",
 ]

@@ -78,6 +78,18 @@ def make_shortcut(shortcut: str, in_channels: int, out_channels: int, stride: in
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
+def he_init_(model: nn.Module) -> nn.Module:
+    """He et al.'s initialisation, used by every ResNet of the course: conv weights
+    N(0, 2/fan_out), BN scale 1 and shift 0. Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with a shortcut (Chapter 1; the residual block of Chapter 4).
 

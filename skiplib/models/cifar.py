@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from skiplib.blocks import BasicBlock, check_shortcut
+from skiplib.blocks import BasicBlock, check_shortcut, he_init_
 from skiplib.models.registry import register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
@@ -42,13 +42,7 @@ class CifarResNet(nn.Module):
         self.layer3 = self._make_stage(widths[1], widths[2], n, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[2], num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # He initialisation, as in the paper (and torchvision)
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)  # as in the paper (and torchvision)
 
     def _make_stage(self, in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
         layers = [BasicBlock(in_channels, out_channels, stride, self.shortcut)]
