@@ -62,17 +62,18 @@ def _variant(ref: Bottleneck, x: torch.Tensor, mistake: str) -> torch.Tensor:
     out = F.relu(ref.bn1(F.conv2d(x, ref.conv1.weight, stride=s1)))
     out = F.relu(ref.bn2(F.conv2d(out, ref.conv2.weight, stride=s2, padding=1)))
     out = ref.bn3(ref.conv3(out))
-    if mistake == "relu_before_add":
+    if mistake in ("relu_before_add", "relu_moved"):
         out = F.relu(out)
     identity = x if ref.downsample is None else ref.downsample(x)
     if mistake != "no_shortcut":
         out = out + identity
-    return out if mistake == "no_final_relu" else F.relu(out)
+    return out if mistake in ("no_final_relu", "relu_moved") else F.relu(out)
 
 
 _HINTS = {
     "no_final_relu": "the block must apply ReLU *after* adding the shortcut: relu(F(x) + shortcut(x))",
     "relu_before_add": "apply the ReLU once, after the addition, not to bn3's output before it",
+    "relu_moved": "the last ReLU belongs after the addition, not to bn3's output before it: relu(bn3(...) + shortcut(x))",
     "no_shortcut": "the output ignores the shortcut: add x (or downsample(x) when shapes change) before the last ReLU",
     "stride_first": "the stride belongs on the 3x3 conv (conv2), not on the first 1x1 conv (torchvision's 'v1.5')",
 }

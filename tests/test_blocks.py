@@ -184,6 +184,31 @@ class _StrideOnFirstConv(Bottleneck):
         self.conv1.stride, self.conv2.stride = (stride, stride), (1, 1)
 
 
+class _NoShortcut(Bottleneck):
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)))
+
+
+class _ReluBeforeAdd(Bottleneck):
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.relu(self.bn3(self.conv3(out)))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+class _NoDownsample(Bottleneck):
+    """Adds x itself even on stride 2, where the shapes differ."""
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + x)
+
+
 class _Unfinished(nn.Module):
     expansion = 4
 
@@ -200,6 +225,9 @@ def test_check_bottleneck_accepts_skiplibs_block(capsys):
 @pytest.mark.parametrize("wrong,hint", [
     (_NoFinalRelu, "ReLU *after* adding"),
     (_StrideOnFirstConv, "stride belongs on the 3x3 conv"),
+    (_NoShortcut, "ignores the shortcut"),
+    (_ReluBeforeAdd, "not to bn3's output before it"),
+    (_NoDownsample, "raised RuntimeError"),
     (_Unfinished, "NotImplementedError"),
     (lambda *a: 3, "not an nn.Module"),
     (nn.Identity, "missing"),

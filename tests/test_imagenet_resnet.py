@@ -46,14 +46,15 @@ def test_parameter_counts_are_the_published_ones():
     assert TORCHVISION_PARAMETERS == {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032}
 
 
+@pytest.mark.parametrize("size", [(64, 64), (97, 80)])  # square, and odd non-square
 @pytest.mark.parametrize("arch", ARCHS)
-def test_torchvision_state_dict_loads_strictly_and_outputs_match(arch):
+def test_torchvision_state_dict_loads_strictly_and_outputs_match(arch, size):
     torch.manual_seed(0)
     theirs = _randomise(getattr(torchvision.models, arch)(weights=None)).eval()
     ours = ARCHS[arch]().eval()
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, *size)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x))
     # and back: our checkpoints load into torchvision
