@@ -4,6 +4,7 @@
 #
 #   make test         unit tests + nbval on the notebooks + a smoke build of the book
 #   make book         the website in _build/html (profile: $SKIPLIB_PROFILE, default gpu/cpu)
+#   make site-test    after make book: every page in headless Chromium, offline (+ link check)
 #   make data         extract the offline CIFAR-10 copy into $SKIPLIB_DATA if there is one
 #   make bench        benchmarks (python -m skiplib bench)
 #   make results-gpu  reference runs into results/ (python -m skiplib degradation --profile gpu)
@@ -19,7 +20,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skiplib-installed
-EXTRAS ?= test,book
+EXTRAS ?= test,book,site
 PYTEST_ARGS ?=
 # Folder of submitted student notebooks that `make grade` scores.
 SUBMISSIONS ?= submissions
@@ -43,10 +44,13 @@ CACHE_KEY_FILE := _build/.skiplib-cache-key
 # (notebooks that did run stay in the execution cache and are not run again).
 BUILD_FAILED_FILE := _build/.skiplib-build-failed
 
-.PHONY: help install test book data bench results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
+# Where the browser test saves its screenshots (light and dark, one per page).
+SITE_SHOTS ?= _build/site-test
+
+.PHONY: help install test book site-test data bench results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
 
 help:
-	@sed -n '5,14p' Makefile
+	@sed -n '5,15p' Makefile
 
 install: $(STAMP)
 
@@ -76,6 +80,20 @@ book: $(STAMP) data
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going
 	@rm -f $(BUILD_FAILED_FILE)
 	@echo "book written to _build/html/index.html"
+
+site-test: $(STAMP)
+	@test -f _build/html/index.html || { echo "error: no _build/html: run make book first"; exit 1; }
+	@if [ -z "$${SKIPLIB_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "== installing Debian's chromium for the browser test =="; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "error: the browser test needs Chromium: install Debian's 'chromium' package, or set SKIPLIB_CHROMIUM"; exit 1; \
+	  fi; \
+	fi
+	$(PY) -m skiplib.site links _build/html
+	SKIPLIB_SITE_HTML=_build/html SKIPLIB_SITE_SHOTS=$(SITE_SHOTS) $(PY) -m pytest -m site tests/test_site.py $(PYTEST_ARGS)
+	@echo "screenshots in $(SITE_SHOTS)"
 
 data:
 	@if [ -d "$(SKIPLIB_DATA)/cifar10" ] || [ -d "$(SKIPLIB_DATA)/cifar-10-batches-py" ]; then \
