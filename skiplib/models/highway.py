@@ -1,0 +1,143 @@
+"""Highway networks and their plain twins (Srivastava et al. 2015), taught in Chapter 3.
+
+* :class:`FCNet`: thin fully-connected nets for the paper's depth experiment (its Fig. 1):
+  a plain first layer maps the (flattened) input to ``width`` units, then ``depth - 1``
+  highway or plain layers, then a linear classifier. Highway layers of 50 units and plain
+  layers of 71 units have about the same number of parameters (5,100 vs 5,112), as in the paper.
+  No batch normalisation, as in the paper.
+* :class:`HighwayCifarNet`: the CIFAR ResNet's layout (He et al. 2016, 6n+2 weighted layers)
+  with every residual block's two conv layers replaced by two convolutional highway layers;
+  Chapter 3 compares it with the ResNet of the same depth at a matched parameter count.
+* :func:`gate_activity`: the transform-gate values T(x) of every highway layer for a batch.
+
+Registry names: ``highway_fc`` and ``plain_fc`` (``depth``, ``width``, ``in_features``,
+``gate_bias`` keywords), and ``highway20`` / ``highway32`` / ``highway56``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from skiplib.blocks.highway import DEFAULT_GATE_BIAS, ConvHighwayLayer, HighwayLayer, check_gate_bias
+from skiplib.models.registry import register_model
+
+FC_KINDS = ("highway", "plain")
+FC_WIDTHS = {"highway": 50, "plain": 71}  # the paper's thin layers: ~5,000 parameters each
+HIGHWAY_CIFAR_WIDTHS = (11, 23, 45)  # ~ResNet widths / sqrt(2): the gate conv doubles each layer's weights
+
+
+class PlainLayer(nn.Module):
+    """y = relu(H x + b_H), He-initialised: the plain counterpart of a highway layer (Chapter 3)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.H = nn.Linear(in_features, out_features)
+        nn.init.kaiming_normal_(self.H.weight, nonlinearity="relu")
+        nn.init.zeros_(self.H.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.H(x))
+
+
+class FCNet(nn.Module):
+    """A thin fully-connected net of ``depth`` hidden layers: ``stem`` (plain), ``depth - 1``
+    highway or plain ``layers``, and the classifier ``fc``. Inputs of any shape [N, ...] are
+    flattened. Chapter 3's depth experiment."""
+
+    def __init__(self, depth: int = 10, kind: str = "highway", width: int | None = None, in_features: int = 192,
+                 num_classes: int = 10, gate_bias: float = DEFAULT_GATE_BIAS) -> None:
+        super().__init__()
+        if kind not in FC_KINDS:
+            raise ValueError(f"unknown kind {kind!r}: allowed values are {', '.join(map(repr, FC_KINDS))}")
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
+            raise ValueError(f"depth (number of hidden layers) must be an int >= 2, got {depth!r}")
+        width = FC_WIDTHS[kind] if width is None else width
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive int, got {width!r}")
+        self.depth, self.kind, self.width = depth, kind, width
+        self.gate_bias = check_gate_bias(gate_bias)
+        self.stem = PlainLayer(in_features, width)
+        if kind == "highway":
+            layers = [HighwayLayer(width, gate_bias) for _ in range(depth - 1)]
+        else:
+            layers = [PlainLayer(width, width) for _ in range(depth - 1)]
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(x, 1)
+        x = self.stem(x)
+        x = self.layers(x)
+        return self.fc(x)
+
+
+class HighwayCifarNet(nn.Module):
+    """Highway net with the CIFAR ResNet's layout (Chapter 3): conv1-bn1-relu, three stages of
+    2n :class:`ConvHighwayLayer` (the first of stages 2 and 3 with stride 2), average pooling, fc.
+    ``depth = 6n + 2`` weighted layers on the transform path, like ResNet-(6n+2)."""
+
+    def __init__(self, depth: int = 20, num_classes: int = 10, widths: tuple[int, int, int] = HIGHWAY_CIFAR_WIDTHS,
+                 gate_bias: float = DEFAULT_GATE_BIAS, in_channels: int = 3) -> None:
+        super().__init__()
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 8 or (depth - 2) % 6 != 0:
+            raise ValueError(f"highway CIFAR net depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth!r}")
+        self.depth = depth
+        self.gate_bias = check_gate_bias(gate_bias)
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU()
+        self.layer1 = self._make_stage(widths[0], widths[0], 2 * n, 1)
+        self.layer2 = self._make_stage(widths[0], widths[1], 2 * n, 2)
+        self.layer3 = self._make_stage(widths[1], widths[2], 2 * n, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(widths[2], num_classes)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_stage(self, in_channels: int, out_channels: int, layers: int, stride: int) -> nn.Sequential:
+        first = ConvHighwayLayer(in_channels, out_channels, stride, self.gate_bias)
+        rest = [ConvHighwayLayer(out_channels, out_channels, 1, self.gate_bias) for _ in range(layers - 1)]
+        return nn.Sequential(first, *rest)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(x)
+
+
+def highway_layers(model: nn.Module) -> list[nn.Module]:
+    """The highway layers of ``model`` (anything with a ``transform_gate`` method), in forward order."""
+    return [m for m in model.modules() if hasattr(m, "transform_gate")]
+
+
+@torch.no_grad()
+def gate_activity(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Transform-gate values T(x) of every highway layer of ``model`` on the batch ``x``
+    (one tensor per layer, shaped like the layer's output), in eval mode. Chapter 3, Fig. 2 of
+    the paper: 0 means the layer carries its input, 1 means it transforms it."""
+    layers = highway_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no highway layers (no module with transform_gate)")
+    gates: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda m, inp, out: gates.append(m.transform_gate(inp[0]).detach()))
+             for m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return gates
+
+
+register_model("highway_fc")(lambda **kw: FCNet(kind="highway", **kw))
+register_model("plain_fc")(lambda **kw: FCNet(kind="plain", **kw))
+for _depth in (20, 32, 56):
+    register_model(f"highway{_depth}")(lambda _d=_depth, **kw: HighwayCifarNet(depth=_d, **kw))
