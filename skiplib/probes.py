@@ -63,3 +63,102 @@ def activation_norms(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
         for h in handles:
             h.remove()
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 8: gradient flow per block, shattered gradients (Balduzzi et al. 2017), and the
+# ensemble view (Veit et al. 2016; lesion and path tools live in skiplib.paths).
+
+
+def block_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, train_mode: bool = True) -> list[float]:
+    """Norm of the loss gradient w.r.t. all conv/linear weights of each block of
+    ``model.blocks()`` (the root of the sum of squares of :func:`gradient_norms` over the block)."""
+    if not hasattr(model, "blocks"):
+        raise ValueError(f"{type(model).__name__} has no .blocks() method to group layers by block")
+    per_layer = gradient_norms(model, x, y, train_mode=train_mode)
+    names = {id(m): name for name, m in model.named_modules()}
+    out = []
+    for block in model.blocks():
+        prefix = names[id(block)] + "."
+        out.append(sum(v * v for k, v in per_layer.items() if k.startswith(prefix)) ** 0.5)
+    return out
+
+
+class FCNet(nn.Module):
+    """A fully connected ReLU net on 1-D inputs, for the shattered-gradients experiment
+    (Balduzzi et al. 2017, Fig. 1; Chapter 8): ``depth`` hidden layers of ``width`` units with
+    batch norm, plain (x -> relu(bn(Wx))) or residual (x -> x + W relu(bn(x)))."""
+
+    def __init__(self, depth: int, width: int = 200, residual: bool = False, in_features: int = 1) -> None:
+        super().__init__()
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive int, got {depth!r}")
+        self.residual = residual
+        self.inp = nn.Linear(in_features, width)
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(width) for _ in range(depth))
+        self.out = nn.Linear(width, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for layer, bn in zip(self.layers, self.norms):
+            if self.residual:
+                h = h + layer(torch.relu(bn(h)))
+            else:
+                h = torch.relu(bn(layer(h)))
+        return self.out(h)
+
+
+@torch.no_grad()
+def calibrate_bn(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Set every BN layer's running statistics to those of the batch ``x`` (then eval mode), so
+    that each sample's output, and its input gradient, depend on that sample alone."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: after one batch, exactly its statistics
+    model.train()
+    model(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    return model.eval()
+
+
+def line_gradients(model: nn.Module, start: torch.Tensor, end: torch.Tensor, points: int = 256,
+                   *, seed: int = 0) -> torch.Tensor:
+    """Derivative of the model's output along the segment ``start -> end``, at ``points``
+    evenly spaced inputs (Balduzzi et al.'s probe, Chapter 8). A multi-output model is reduced to
+    one number by a fixed random unit projection (``seed``). Run it in eval mode (see
+    :func:`calibrate_bn`), so that samples do not interact."""
+    if start.shape != end.shape:
+        raise ValueError(f"start and end must have the same shape, got {tuple(start.shape)} and {tuple(end.shape)}")
+    if points < 2:
+        raise ValueError(f"need at least 2 points on the line, got {points}")
+    t = torch.linspace(0, 1, points, device=start.device).view(-1, *[1] * start.dim())
+    xs = (start + t * (end - start)).requires_grad_(True)
+    out = model(xs).flatten(1)
+    w = torch.randn(out.shape[1], generator=torch.Generator().manual_seed(seed)).to(out)
+    g = torch.autograd.grad((out @ (w / w.norm())).sum(), xs)[0]
+    return (g.flatten(1) * (end - start).flatten()).sum(1).detach()  # chain rule: df/dt = grad . (end - start)
+
+
+def autocorrelation(series: torch.Tensor, max_lag: int = 20) -> list[float]:
+    """Normalised autocorrelation of a 1-D series at lags 0..max_lag (1 at lag 0; about 0 at every
+    other lag for white noise, near 1 for a smooth, 'brown-noise' series)."""
+    s = torch.as_tensor(series, dtype=torch.float64).flatten()
+    if len(s) <= max_lag:
+        raise ValueError(f"series of length {len(s)} is too short for max_lag={max_lag}")
+    s = s - s.mean()
+    var = (s * s).mean()
+    if var == 0:
+        return [1.0] + [0.0] * max_lag
+    return [1.0] + [float((s[:-k] * s[k:]).mean() / var) for k in range(1, max_lag + 1)]
+
+
+# the ensemble view's tools, reachable from here as the design lists them
+from skiplib.paths import deletable_blocks, delete_block, path_gradient_norms, path_length_counts, swap_blocks  # noqa: E402,F401
