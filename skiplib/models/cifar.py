@@ -8,6 +8,8 @@ stride 2), global average pooling and a 10-way linear layer: 6n + 2 weighted lay
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -27,12 +29,16 @@ class CifarResNet(nn.Module):
         shortcut: str = "identity",
         widths: tuple[int, int, int] = (16, 32, 64),
         in_channels: int = 3,
+        block: Callable[[int, int, int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
         self.depth = depth
         self.shortcut = check_shortcut(shortcut)
+        # ``block(in_channels, out_channels, stride)`` swaps in another block (a new kind of skip,
+        # Chapter 7's exercise); by default a BasicBlock with ``shortcut``.
+        self._block = block or (lambda cin, cout, stride: BasicBlock(cin, cout, stride, self.shortcut))
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -45,8 +51,8 @@ class CifarResNet(nn.Module):
         he_init_(self)  # as in the paper (and torchvision)
 
     def _make_stage(self, in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = [BasicBlock(in_channels, out_channels, stride, self.shortcut)]
-        layers += [BasicBlock(out_channels, out_channels, 1, self.shortcut) for _ in range(blocks - 1)]
+        layers = [self._block(in_channels, out_channels, stride)]
+        layers += [self._block(out_channels, out_channels, 1) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def blocks(self) -> list[BasicBlock]:
