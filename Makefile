@@ -7,7 +7,7 @@
 #   make site-test    after make book: every page in headless Chromium, offline (+ link check)
 #   make data         extract the offline CIFAR-10 copy into $SKIPLIB_DATA if there is one
 #   make bench        benchmarks (python -m skiplib bench)
-#   make results-gpu  reference runs into results/ (python -m skiplib degradation --profile gpu)
+#   make results-gpu  reference runs into results/ (python -m skiplib <experiment> --profile gpu)
 #   make strip        strip outputs from the notebooks under book/ before committing
 #   make sync-bootstrap / make check-notebooks   Colab bootstrap cells; list dirty notebooks
 #   make student / make grade   student notebooks in student/; grade $(SUBMISSIONS) into grades.csv
@@ -121,6 +121,9 @@ bench: $(STAMP)
 
 results-gpu: $(STAMP)
 	$(PY) -m skiplib degradation --profile gpu
+	$(PY) -m skiplib highway --profile gpu
+	$(PY) -m skiplib compare --profile gpu
+	$(PY) -m skiplib landscape --profile gpu
 
 strip: $(STAMP)
 	$(PY) -m skiplib.notebooks strip book

@@ -3,6 +3,9 @@
 Looks for torchvision's pickled batches, then an image-folder copy, then tries torchvision's
 download; only the ``smoke`` profile may fall back to a synthetic stand-in. The source travels
 with the data and is printed, because every result must say what it was computed from.
+
+Chapter 6's procedural segmentation data (touching cells with thin boundaries) lives in
+:mod:`skiplib.segmentation` and is re-exported here: ``skiplib.data.make_cells``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from skiplib.segmentation import CellSet, make_cells  # noqa: F401  (re-exported, see above)
 
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                                      "horse", "ship", "truck")
@@ -398,3 +403,4 @@ def cifar10_loaders(*, train_subset: int | None, test_subset: int | None, image_
     source = src_tr if src_tr == src_te else f"{src_tr} (train) / {src_te} (test)"
     info = {"source": source, "train_size": len(y_tr), "test_size": len(y_te), "image_size": image_size}
     return train, test, info
+

@@ -189,6 +189,11 @@ def check_pad_shortcut(fn: Callable[[torch.Tensor, int, int], torch.Tensor], *, 
 _CHAPTER_CHECKS = {
     "check_dirac_init": "skiplib.exercises_construct",
     "check_bottleneck": "skiplib.exercises_resnet",
+    "check_highway_layer": "skiplib.exercises_highway",
+    "check_up_step": "skiplib.exercises_unet",
+    "check_dense_layer": "skiplib.exercises_densenet",
+    "check_filter_normalize": "skiplib.exercises_why",
+    "check_rezero_block": "skiplib.exercises_compare",
 }
 
 

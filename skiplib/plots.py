@@ -74,3 +74,85 @@ def plot_grad_norms(norms: Mapping[str, Mapping[str, float]], ax=None, *, logy: 
         ax.set_yscale("log")
     ax.legend()
     return ax
+
+
+def plot_segmentation(images, columns: Mapping[str, object], truth=None, *, boundary: int = 1, size: float = 1.9):
+    """Chapter 6: one row per image; the first column is the image, then one column per entry
+    of ``columns`` (label → ``[N, H, W]`` label maps), each drawn over the image with its
+    ``boundary``-class pixels in blue. With ``truth`` given, true boundary pixels a column
+    misses are painted red, so lost boundaries stand out. Returns the figure."""
+    import numpy as np
+
+    imgs = np.asarray(images, dtype=np.float32)
+    imgs = imgs[:, 0] if imgs.ndim == 4 else imgs
+    maps = {k: np.asarray(v) for k, v in columns.items()}
+    if any(m.shape != imgs.shape for m in maps.values()):
+        raise ValueError(f"every column needs label maps of shape {imgs.shape}, got "
+                         f"{ {k: m.shape for k, m in maps.items()} }")
+    ref = None if truth is None else np.asarray(truth) == boundary
+    n, ncol = len(imgs), len(maps) + 1
+    fig, axes = plt.subplots(n, ncol, figsize=(size * ncol, size * n), squeeze=False)
+    blue, red = np.array([0.13, 0.40, 0.67]), np.array([0.84, 0.15, 0.16])
+    for i in range(n):
+        lo, hi = np.percentile(imgs[i], [1, 99])
+        gray = np.clip((imgs[i] - lo) / max(hi - lo, 1e-6), 0, 1)[..., None].repeat(3, -1)
+        axes[i, 0].imshow(gray, interpolation="nearest")
+        for j, m in enumerate(maps.values(), start=1):
+            rgb = 0.55 * gray + 0.45
+            rgb[m[i] == boundary] = blue
+            if ref is not None:
+                rgb[ref[i] & (m[i] != boundary)] = red
+            axes[i, j].imshow(rgb, interpolation="nearest")
+    for j, title in enumerate(["image", *maps]):
+        axes[0, j].set_title(title, fontsize=10)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    axes[-1, 0].set_xlabel("x (pixels)")
+    axes[-1, 0].set_ylabel("y (pixels)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_landscape_contour(surface: Mapping, ax=None, *, key: str = "loss", levels=None, log: bool = True,
+                           title: str | None = None):
+    """Contour plot of a 2-D surface from :func:`skiplib.landscape.surface_2d` (Chapter 8).
+    ``log`` draws log10 of the loss, so a wide range stays readable; the origin is marked.
+    ``levels="quantile"`` puts the 15 contour levels at quantiles of the surface's own values, so a
+    flat region gets as many contours as a steep one (small bumps become visible)."""
+    import numpy as np
+
+    ax = ax or plt.gca()
+    z = np.asarray(surface[key], dtype=float)
+    z = np.log10(np.maximum(z, 1e-12)) if log else z
+    if isinstance(levels, str):
+        if levels != "quantile":
+            raise ValueError(f"levels must be None, a number, a sequence or 'quantile', got {levels!r}")
+        levels = np.unique(np.quantile(z, np.linspace(0, 1, 17)[1:-1]))
+    cs = ax.contour(surface["xs"], surface["ys"], z, levels=levels if levels is not None else 20, cmap="viridis")
+    ax.clabel(cs, cs.levels[::4], inline=True, fontsize=7, fmt="%.2f")
+    ax.plot([0], [0], marker="*", color="black", markersize=9)
+    ax.set_xlabel("direction 1 (α)")
+    ax.set_ylabel("direction 2 (β)")
+    ax.set_aspect("equal")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    return cs
+
+
+def plot_landscape_3d(surface: Mapping, ax, *, key: str = "loss", log: bool = True, title: str | None = None):
+    """3-D surface plot of a 2-D loss surface on a ``projection="3d"`` axis (Chapter 8)."""
+    import numpy as np
+
+    z = np.asarray(surface[key], dtype=float)
+    z = np.log10(np.maximum(z, 1e-12)) if log else z
+    xx, yy = np.meshgrid(surface["xs"], surface["ys"])
+    ax.plot_surface(xx, yy, z, cmap="viridis", linewidth=0, antialiased=True, rstride=1, cstride=1)
+    ax.set_xlabel("α")
+    ax.set_ylabel("β")
+    ax.set_zlabel("log10 loss" if log else key)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -2,9 +2,14 @@
 
 ``residual``: plain and residual blocks with shortcut options (Chapters 1, 2 and 4).
 ``bottleneck``: the bottleneck and pre-activation residual blocks (Chapter 4).
+``highway``: fully-connected and convolutional highway layers (Chapter 3).
+``dense``: dense layer, dense block and transition layer (Chapter 5).
+``unet``: the U-Net parts DoubleConv, Down, Up, OutConv (Chapter 6; residual DoubleConv, Chapter 7).
 """
 
 from skiplib.blocks.bottleneck import Bottleneck, PreActBlock
+from skiplib.blocks.dense import DenseBlock, DenseLayer, Transition
+from skiplib.blocks.highway import ConvHighwayLayer, HighwayLayer
 from skiplib.blocks.residual import (
     check_shortcut,
     SHORTCUTS,
@@ -15,8 +20,10 @@ from skiplib.blocks.residual import (
     he_init_,
     make_shortcut,
 )
+from skiplib.blocks.unet import DoubleConv, Down, OutConv, Up
 
 __all__ = [
     "SHORTCUTS", "check_shortcut", "BasicBlock", "PadShortcut", "conv1x1", "conv3x3", "he_init_", "make_shortcut",
-    "Bottleneck", "PreActBlock",
+    "Bottleneck", "PreActBlock", "HighwayLayer", "ConvHighwayLayer", "DenseLayer", "DenseBlock", "Transition",
+    "DoubleConv", "Down", "Up", "OutConv",
 ]

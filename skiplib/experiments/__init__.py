@@ -4,8 +4,16 @@ Commands:
 
 * ``degradation [--profile gpu]``: Chapter 1's experiment; writes ``results/degradation-<profile>.json``
   with provenance (command, commit, device, data source, date, seconds).
+* ``highway [--profile gpu]``: Chapter 3's depth experiment (plain vs highway FC nets, best training
+  loss per depth over a learning-rate sweep); writes ``results/highway-depth-<profile>.json``.
 * ``bench``: seconds per notebook in the ``cpu`` profile, and ``fit`` throughput against a
   bare PyTorch loop.
+* ``dense-memory [--depths 6 12 24 48]``: Chapter 5's benchmark; peak memory and seconds per
+  step of a dense block, naive vs memory-efficient, for several depths.
+* ``compare [--profile gpu]``: Chapter 7; every skip family at one parameter budget across depths
+  and seeds; writes ``results/compare-<profile>.json``.
+* ``landscape [--bench] [--profile gpu]``: Chapter 8; ``--bench`` prints surface points per second
+  and the seconds for a 21x21 surface (cpu profile); otherwise writes ``results/landscape-<profile>.json``.
 """
 
 from __future__ import annotations
@@ -14,19 +22,43 @@ import argparse
 from pathlib import Path
 
 
+def _run_options(p: argparse.ArgumentParser, *, epochs: bool = True) -> None:
+    """The options every reference-run command shares: profile, epochs, output folder."""
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default=None, help="run size (default: $SKIPLIB_PROFILE)")
+    if epochs:
+        p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    p.add_argument("--out-dir", type=Path, default=None, help="where to write the JSON (default: results/)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
-    from skiplib.experiments import bench, degradation
+    from skiplib.experiments import bench, compare, degradation, dense_memory, highway, landscape
 
     parser = argparse.ArgumentParser(prog="python -m skiplib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("degradation", help="Chapter 1: plain vs residual nets across depths")
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default=None, help="run size (default: $SKIPLIB_PROFILE)")
-    p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    p.add_argument("--out-dir", type=Path, default=None, help="where to write the JSON (default: results/)")
+    _run_options(p)
     p.set_defaults(func=degradation.main)
+
+    p = sub.add_parser("highway", help="Chapter 3: plain vs highway FC nets across depths (the paper's Fig. 1)")
+    _run_options(p)
+    p.set_defaults(func=highway.main)
+
+    p = sub.add_parser("dense-memory", help="Chapter 5: peak memory and s/step of dense blocks, naive vs memory-efficient")
+    dense_memory.add_arguments(p)
+    p.set_defaults(func=dense_memory.main)
+
+    p = sub.add_parser("compare", help="Chapter 7: plain/highway/residual/pre-act/dense nets at one parameter budget")
+    _run_options(p)
+    p.set_defaults(func=compare.main)
+
+    p = sub.add_parser("landscape", help="Chapter 8: loss surfaces, lesion curves; --bench: surface points/s")
+    p.add_argument("--bench", action="store_true", help="only time a surface in the cpu profile's setting")
+    p.add_argument("--points", type=int, default=21, help="grid points per axis for --bench (default 21)")
+    _run_options(p, epochs=False)
+    p.set_defaults(func=landscape.main)
 
     p = sub.add_parser("bench", help="notebook seconds (cpu profile) and fit() vs a bare loop")
     p.add_argument("--no-notebooks", action="store_true", help="skip timing the notebooks")
