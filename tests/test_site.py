@@ -207,8 +207,9 @@ def test_page_renders_offline(browser, base_url, shots, path):
         widgets = page.locator(".widget-subarea > .jupyter-widgets")
         if views and widgets.count() == 0:
             problems.append(f"{views} widget view(s) in the page, none rendered")
-        elif views:
-            widgets.last.screenshot(path=str(shots / f"{name}-widget.png"))
+        elif views:  # a picture of the largest rendered widget (an empty Output widget has no size)
+            areas = widgets.evaluate_all("ws => ws.map(w => w.offsetWidth * w.offsetHeight)")
+            widgets.nth(areas.index(max(areas))).screenshot(path=str(shots / f"{name}-widget.png"), timeout=10_000)
         notebook = _chapter_notebook(path)
         if notebook:
             colab = page.locator("a[href*='colab.research.google.com']").evaluate_all("as => as.map(a => a.href)")
