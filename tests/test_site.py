@@ -203,6 +203,11 @@ def test_page_renders_offline(browser, base_url, shots, path):
             problems.append(f"{math - typeset} of {math} formulas are not typeset by MathJax")
         if page.locator("mjx-merror").count():
             problems.append("MathJax reports a TeX error")
+        text = page.evaluate("""() => { const a = document.querySelector('article'); if (!a) return '';
+            const c = a.cloneNode(true); c.querySelectorAll('pre, code').forEach(e => e.remove());
+            return c.textContent; }""")  # prose only: code may build tables as strings
+        if re.search(r"\|\s*(-{3,}|[\u2013\u2014]+)\s*\|", text):  # smartquotes turns --- into an em dash
+            problems.append("a Markdown table was shown as text (a table glued with the inline {glue:md} role?)")
         views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
         widgets = page.locator(".widget-subarea > .jupyter-widgets")
         if views and widgets.count() == 0:
