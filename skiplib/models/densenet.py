@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from skiplib.blocks.dense import DenseBlock, DenseLayer, Transition
-from skiplib.models.imagenet import weights_cache_path
+from skiplib.models.imagenet import fetch_weights
 from skiplib.models.registry import register_model
 
 # exact counts of the paper's designs; asserted in the tests and in Chapter 5
@@ -174,26 +174,8 @@ def load_pretrained_state_dict(pretrained: bool | str = True, *, download: bool 
                                progress: bool = True) -> dict[str, Tensor]:
     """torchvision's ImageNet state_dict for DenseNet-121 (keys renamed to today's), from the hub
     cache or downloaded into it; a RuntimeError that says how to proceed when neither works."""
-    weights = pretrained_weights(pretrained)
-    path = weights_cache_path(weights)
-    if path.exists():
-        return rename_legacy_keys(torch.load(path, map_location="cpu", weights_only=True))
-    reason = "downloading is switched off (download=False)"
-    if download:
-        try:
-            state = torch.hub.load_state_dict_from_url(weights.url, progress=progress, check_hash=True, map_location="cpu")
-            return rename_legacy_keys(state)
-        except Exception as e:  # no internet, proxy, disk full, truncated file ...: say what to do
-            reason = f"the download failed ({type(e).__name__}: {e})"
-    raise RuntimeError(
-        f"could not load torchvision's pretrained weights {type(weights).__name__}.{weights.name} for densenet121: {reason}.\n"
-        f"They are looked for in the torch hub cache: {path}\n"
-        "To proceed, either\n"
-        "  - run once with internet access (the file is then cached and later runs work offline), or\n"
-        f"  - download {weights.url} elsewhere and copy it to {path}\n"
-        "    (the cache directory is $TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints), or\n"
-        "  - use pretrained=False for a randomly initialised network."
-    )
+    state = fetch_weights(pretrained_weights(pretrained), "densenet121", download=download, progress=progress)
+    return rename_legacy_keys(state)
 
 
 @register_model("densenet121")

@@ -130,7 +130,13 @@ def load_pretrained_state_dict(arch: str, pretrained: bool | str = True, *, down
     proceed, when the file is not cached and cannot (or, with ``download=False``, may not) be
     downloaded.
     """
-    weights = pretrained_weights(arch, pretrained)
+    return fetch_weights(pretrained_weights(arch, pretrained), arch, download=download, progress=progress)
+
+
+def fetch_weights(weights, arch: str, *, download: bool = True, progress: bool = True) -> dict[str, torch.Tensor]:
+    """The state_dict of torchvision ``weights`` (a ``*_Weights`` member) from the torch hub cache,
+    or downloaded into it; a RuntimeError that says how to proceed when neither works. Shared by
+    the ResNets here and DenseNet-121 (Chapter 5)."""
     path = weights_cache_path(weights)
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=True)
