@@ -14,7 +14,6 @@ A new skip variant joins with :func:`register_family` (an exercise of Chapter 7)
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -173,15 +172,28 @@ def peak_training_memory(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 
 def compare(families: Iterable[str], depths: Sequence[int], budget: int, *, loaders: Callable[[int], tuple],
             epochs: int, seeds: Sequence[int] = (0,), fit_kwargs: dict | None = None,
-            device: str | torch.device = "cpu", progress: bool = False) -> list[dict]:
+            device: str | torch.device = "cpu", progress: bool = False, checkpoints: bool = False,
+            data_config: dict | None = None) -> list[dict]:
     """Train every family at every depth (the valid depth nearest each entry of ``depths``),
     width matched to ``budget`` parameters, once per seed, and return one record per run.
 
     ``loaders(seed)`` returns ``(train_loader, test_loader)``; calling it with the same seed must
     give the same batches, so every family sees the same data in the same order. Everything
-    else (epochs, optimiser, schedule) is shared too, through ``fit_kwargs``."""
-    from skiplib.train import fit
+    else (epochs, optimiser, schedule) is shared too, through ``fit_kwargs``.
 
+    With ``checkpoints`` every (family, depth, seed) run checkpoints each epoch to its own file
+    from :func:`skiplib.train.run_checkpoint`, so an interrupted call resumes where it stopped.
+    ``compare`` cannot see what ``loaders`` builds, so ``data_config`` (the data settings: subset
+    sizes, image size, batch size …) is then required: it goes into the key with the families,
+    budget, epochs and ``fit_kwargs``, and runs on other data or settings never resume each other."""
+    from skiplib.train import fit, run_checkpoint
+
+    families = list(families)
+    if checkpoints and data_config is None:
+        raise ValueError("checkpoints=True needs data_config (the settings of what loaders builds: subset sizes, "
+                         "image size, batch size …), so that runs on other data never resume each other")
+    key = {"families": families, "budget": budget, "epochs": epochs, "fit_kwargs": fit_kwargs or {},
+           "data": data_config}
     records = []
     for name in families:
         family = get_family(name)
@@ -197,10 +209,11 @@ def compare(families: Iterable[str], depths: Sequence[int], budget: int, *, load
                 memory = peak_training_memory(model, x0, y0)
                 seed_everything(seed)  # the same initialisation and batches with or without the probes
                 model = family.build(depth, width).to(device)
-                start = time.perf_counter()
+                ckpt = run_checkpoint("compare", key, f"{name}-{depth}-w{width}-s{seed}") if checkpoints else None
                 history = fit(model, train_loader, test_loader, epochs=epochs, device=device, progress=progress,
-                              desc=f"{name}-{depth} seed {seed}", **(fit_kwargs or {}))
-                seconds = time.perf_counter() - start
+                              desc=f"{name}-{depth} seed {seed}", checkpoint=ckpt, **(fit_kwargs or {}))
+                # the epochs' own times, not this call's: a resumed run trained only its last epochs
+                seconds = sum(history.column("seconds"))
                 last = history.last
                 records.append({
                     "family": name, "skip": family.skip, "target_depth": target, "depth": depth, "width": width,

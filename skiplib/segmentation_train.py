@@ -4,14 +4,17 @@
 progress bar, one :class:`skiplib.train.History` record per epoch (train loss, test loss, boundary
 Dice and IoU, boundary F1, seconds), a cosine learning-rate decay, channels_last on CPU and CUDA.
 The batch order comes from its own generator seeded with ``seed``, so two models trained with the
-same seed see the same batches in the same order. :func:`predict` returns label maps.
+same seed see the same batches in the same order. With ``checkpoint`` it saves its state after every
+epoch and resumes from it, as ``fit`` does. :func:`predict` returns label maps.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +23,7 @@ from tqdm.auto import tqdm
 
 from skiplib.profile import default_device
 from skiplib.segmentation import CellSet, boundary_f1, cell_f1, dice_iou
-from skiplib.train import History
+from skiplib.train import History, _cpu_bytes, _load_checkpoint, _restore_rng, _rng_state, _save
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -63,11 +66,14 @@ def evaluate_segmentation(model: nn.Module, data: CellSet, *, weight: Sequence[f
 def fit_segmentation(model: nn.Module, train: CellSet, test: CellSet | None = None, *, epochs: int,
                      lr: float = 3e-3, batch_size: int = 32, weight: Sequence[float] | None = None,
                      seed: int = 0, device: str | torch.device | None = None, progress: bool = True,
-                     desc: str | None = None) -> History:
+                     desc: str | None = None, checkpoint: str | os.PathLike | None = None) -> History:
     """Train ``model`` with Adam (cosine decay from ``lr`` to 0) and pixel-wise cross-entropy,
     class-weighted by ``weight`` (one number per class), for ``epochs`` epochs; return a
     :class:`~skiplib.train.History` with ``epoch, train_loss, test_loss, dice, iou, boundary_f1,
-    lr, seconds`` per epoch (test scores only with ``test``). Chapter 6."""
+    lr, seconds`` per epoch (test scores only with ``test``). With ``checkpoint`` (a path, e.g. from
+    :func:`skiplib.train.run_checkpoint`) the state is saved after every epoch and a later call with
+    the same path resumes after the last finished epoch, with the same numbers, as in
+    :func:`skiplib.train.fit`. Chapter 6."""
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if lr <= 0 or batch_size < 1:
@@ -82,8 +88,17 @@ def fit_segmentation(model: nn.Module, train: CellSet, test: CellSet | None = No
     g = torch.Generator().manual_seed(seed)
     x_all, y_all = train.images.to(device), train.masks.to(device)
     steps = len(train) // batch_size  # drop the last partial batch: equal batches, BN-safe
-    total, history = epochs * steps, History()
-    for epoch in range(epochs):
+    total, history, start_epoch = epochs * steps, History(), 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    state = _load_checkpoint(path, epochs, progress)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history = History.from_dict(state["history"])
+        start_epoch = len(history)
+        g.set_state(_cpu_bytes(state["generator"]))  # the batch order of the next epoch
+        _restore_rng(state, device)
+    for epoch in range(start_epoch, epochs):
         model.train()
         t0 = time.perf_counter()
         order = torch.randperm(len(train), generator=g).to(device)
@@ -108,4 +123,7 @@ def fit_segmentation(model: nn.Module, train: CellSet, test: CellSet | None = No
             record.update(test_loss=ev.pop("loss"), **ev)
         record.update(lr=step_lr, seconds=time.perf_counter() - t0)
         history.records.append(record)
+        if path is not None:
+            _save(path, {"epochs": epochs, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "history": history.to_dict(), "generator": g.get_state(), **_rng_state(device)})
     return history

@@ -43,7 +43,8 @@ def test_book_builds_without_warnings(tmp_path: Path):
         else:
             shutil.copy2(ROOT / name, src / name)
 
-    env = {**os.environ, "SKIPLIB_PROFILE": "smoke"}
+    # its own checkpoint folder: it must train, not resume the runs nbval's kernels just finished
+    env = {**os.environ, "SKIPLIB_PROFILE": "smoke", "SKIPLIB_CHECKPOINTS": str(tmp_path / "checkpoints")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(
         [exe, "build", str(src), "-n", "-W", "--keep-going"],

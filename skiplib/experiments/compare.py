@@ -37,8 +37,10 @@ def config(profile: Profile) -> dict:
 
 
 def run(cfg: dict, *, device: torch.device | str | None = None, allow_synthetic: bool = False,
-        progress: bool = False) -> dict:
-    """Train every family x depth x seed of ``cfg``; returns ``{"records", "summary", "info", "seconds"}``."""
+        progress: bool = False, checkpoints: bool = False) -> dict:
+    """Train every family x depth x seed of ``cfg``; returns ``{"records", "summary", "info", "seconds"}``.
+    With ``checkpoints`` each run checkpoints every epoch (keyed by ``cfg``, see
+    :func:`skiplib.compare.compare`), so an interrupted call resumes where it stopped."""
     unknown = [f for f in cfg["families"] if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown families {unknown}: registered families are {', '.join(FAMILIES)}")
@@ -56,7 +58,8 @@ def run(cfg: dict, *, device: torch.device | str | None = None, allow_synthetic:
     fit_kwargs = {k: cfg[k] for k in ("lr", "momentum", "weight_decay", "schedule")}
     t0 = time.perf_counter()
     records = compare(cfg["families"], cfg["depths"], cfg["budget"], loaders=loaders, epochs=cfg["epochs"],
-                      seeds=cfg["seeds"], fit_kwargs=fit_kwargs, device=device, progress=progress)
+                      seeds=cfg["seeds"], fit_kwargs=fit_kwargs, device=device, progress=progress,
+                      checkpoints=checkpoints, data_config=cfg)
     return {"records": records, "summary": summarise(records), "info": info, "seconds": time.perf_counter() - t0}
 
 
@@ -66,7 +69,7 @@ def main(args) -> int:
     cfg = config(profile)
     if args.epochs:
         cfg["epochs"] = args.epochs
-    out = run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, progress=True)
+    out = run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, progress=True, checkpoints=True)
     payload = {"experiment": "compare", "config": cfg, "records": out["records"], "summary": out["summary"],
                "provenance": provenance(profile.device, out["info"]["source"], out["seconds"], profile.name)}
     path = save_result(f"compare-{profile.name}", payload, args.out_dir)

@@ -7,17 +7,15 @@ notebook and ``python -m skiplib degradation`` call the same :func:`run`, with s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 
 import torch
 
-from skiplib.data import cifar10_loaders, data_dir
+from skiplib.data import cifar10_loaders
 from skiplib.experiments.provenance import provenance, save_result
 from skiplib.models import create_model
 from skiplib.profile import Profile, get_profile, seed_everything
-from skiplib.train import History, fit
+from skiplib.train import History, fit, run_checkpoint
 
 FAMILIES = ("plain", "resnet")
 
@@ -40,8 +38,8 @@ def run(cfg: dict, *, device: torch.device | str | None = None, families=FAMILIE
     (``{"histories": {label: History}, "models": {label: nn.Module}, "info": ..., "seconds": ...}``).
 
     Labels are ``plain20``, ``resnet56`` …; each net starts from the same seed. With
-    ``checkpoints`` each run checkpoints every epoch under the data directory (keyed by the
-    config) so that an interrupted call resumes where it stopped.
+    ``checkpoints`` each run checkpoints every epoch to ``run_checkpoint("degradation", cfg, label)``
+    (see :func:`skiplib.train.checkpoint_dir`), so that an interrupted call resumes where it stopped.
     """
     unknown = set(families) - set(FAMILIES)
     if unknown:
@@ -52,7 +50,6 @@ def run(cfg: dict, *, device: torch.device | str | None = None, families=FAMILIE
         batch_size=cfg["batch_size"], device=device, seed=cfg["seed"], allow_synthetic=allow_synthetic,
     )
     start_state = train_loader.state_dict()  # every net sees the same batches in the same order
-    key = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
     histories: dict[str, History] = {}
     models: dict[str, torch.nn.Module] = {}
     t0 = time.perf_counter()
@@ -62,7 +59,7 @@ def run(cfg: dict, *, device: torch.device | str | None = None, families=FAMILIE
             seed_everything(cfg["seed"])
             train_loader.load_state_dict(start_state)
             model = models[label] = create_model(label)
-            ckpt = data_dir() / "checkpoints" / f"degradation-{key}" / f"{label}.pt" if checkpoints else None
+            ckpt = run_checkpoint("degradation", cfg, label) if checkpoints else None
             histories[label] = fit(
                 model, train_loader, test_loader, epochs=cfg["epochs"], lr=cfg["lr"], momentum=cfg["momentum"],
                 weight_decay=cfg["weight_decay"], schedule=cfg["schedule"], device=device, checkpoint=ckpt,

@@ -25,10 +25,15 @@ from skiplib.experiments.provenance import provenance, save_result
 from skiplib.exercises_why import chapter_config
 from skiplib.models import create_model
 from skiplib.profile import Profile, get_profile, seed_everything
-from skiplib.train import History, evaluate, fit
+from skiplib.train import History, evaluate, fit, run_checkpoint
 
 # Li et al. (2018): ResNet-56 on CIFAR-10, a 51x51 grid, every point on the 50k training images
 PAPER_GRID, PAPER_IMAGES, PAPER_IMAGE_SIZE = 51, 50_000, 32
+
+# The settings that change a trained net (the data and the recipe); the checkpoint key hashes only
+# these, so changing the surface grid or the probes does not retrain.
+TRAIN_KEYS = ("lr", "momentum", "weight_decay", "schedule", "batch_size", "seed", "image_size",
+              "train_subset", "test_subset", "epochs", "profile")
 
 
 def loaders(cfg: dict, device, allow_synthetic: bool = False, verbose: bool = True):
@@ -48,11 +53,14 @@ def surface_batch(loader, n: int | None, seed: int = 0) -> tuple[torch.Tensor, t
 
 
 def train_pair(cfg: dict, train_loader, test_loader, *, device, depth: int | None = None,
-               progress: bool = False) -> tuple[dict, dict]:
+               progress: bool = False, checkpoints: bool = False) -> tuple[dict, dict]:
     """Train plain-d and ResNet-d (d = ``depth``, default ``cfg["depth"]``) from the same seed on
-    the same batches; return ``(models, histories)`` keyed ``plain56``, ``resnet56`` ….
+    the same batches; return ``(models, histories)`` keyed ``plain56``, ``resnet56`` …. With
+    ``checkpoints`` each net checkpoints every epoch to ``run_checkpoint("landscape", ...)``, keyed
+    by the training settings and the depth, so an interrupted call resumes where it stopped.
     """
     depth = depth or cfg["depth"]
+    key = {**{k: cfg[k] for k in TRAIN_KEYS if k in cfg}, "depth": depth}
     start = train_loader.state_dict()
     models: dict[str, nn.Module] = {}
     histories: dict[str, History] = {}
@@ -63,7 +71,8 @@ def train_pair(cfg: dict, train_loader, test_loader, *, device, depth: int | Non
         models[label] = create_model(label)
         histories[label] = fit(models[label], train_loader, test_loader, epochs=cfg["epochs"], lr=cfg["lr"],
                                momentum=cfg["momentum"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],
-                               device=device, progress=progress, desc=label)
+                               device=device, progress=progress, desc=label,
+                               checkpoint=run_checkpoint("landscape", key, label) if checkpoints else None)
     return models, histories
 
 
@@ -123,11 +132,13 @@ def paper_cost_ratio(points: int, images: int, image_size: int) -> float:
     return PAPER_GRID**2 * PAPER_IMAGES * PAPER_IMAGE_SIZE**2 / ours
 
 
-def run(cfg: dict, profile: Profile, progress: bool = True) -> dict:
-    """The whole experiment for one profile: train, surfaces, 1-D slices, lesion curves."""
+def run(cfg: dict, profile: Profile, progress: bool = True, checkpoints: bool = False) -> dict:
+    """The whole experiment for one profile: train (checkpointed per epoch with ``checkpoints``),
+    surfaces, 1-D slices, lesion curves."""
     t0 = time.perf_counter()
     train_loader, test_loader, info = loaders(cfg, profile.device, allow_synthetic=profile.allow_synthetic)
-    models, histories = train_pair(cfg, train_loader, test_loader, device=profile.device, progress=progress)
+    models, histories = train_pair(cfg, train_loader, test_loader, device=profile.device, progress=progress,
+                                   checkpoints=checkpoints)
     x, y = surface_batch(train_loader, cfg["surface_images"], seed=cfg["seed"])
     surf = surfaces(models, x, y, cfg)
     alphas = L.grid(cfg["span"], cfg["slice_points"])
@@ -137,7 +148,7 @@ def run(cfg: dict, profile: Profile, progress: bool = True) -> dict:
         slices[label] = L.surface_1d(model, x, y, d1, alphas, batch_size=cfg["surface_batch"])
     if cfg["lesion_depth"] != cfg["depth"]:
         lesion_models, lesion_hist = train_pair(cfg, train_loader, test_loader, device=profile.device,
-                                                depth=cfg["lesion_depth"], progress=progress)
+                                                depth=cfg["lesion_depth"], progress=progress, checkpoints=checkpoints)
         histories.update(lesion_hist)
     else:
         lesion_models = models
@@ -162,7 +173,7 @@ def main(args) -> int:
         return 0
     profile = get_profile(args.profile)
     cfg = chapter_config(profile)
-    out = run(cfg, profile)
+    out = run(cfg, profile, checkpoints=True)
     payload = {"experiment": "landscape", **{k: v for k, v in out.items() if k not in ("seconds", "info")},
                "provenance": provenance(profile.device, out["info"]["source"], out["seconds"], profile.name)}
     path = save_result(f"landscape-{profile.name}", payload, args.out_dir)
