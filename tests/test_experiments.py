@@ -25,7 +25,9 @@ def test_run_rejects_unknown_family():
         degradation.run(degradation.config(get_profile("smoke")), families=("highway",))
 
 
-def test_cli_writes_result_with_provenance(tmp_path, capsys):
+def test_cli_writes_result_with_provenance(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SKIPLIB_CHECKPOINTS", str(tmp_path / "checkpoints"))  # not the real ~/.cache/skiplib
+    monkeypatch.chdir(tmp_path)
     assert main(["degradation", "--profile", "smoke", "--out-dir", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "degradation-smoke.json").read_text())
     assert set(data["histories"]) == {"plain20", "resnet20", "plain56", "resnet56"}
@@ -35,6 +37,7 @@ def test_cli_writes_result_with_provenance(tmp_path, capsys):
         assert prov[key] not in (None, ""), key
     assert prov["command"].startswith("python -m skiplib") or "pytest" in prov["command"]
     assert load_result("degradation-smoke", tmp_path) == data
+    assert load_result("degradation-smoke") is None  # --out-dir, not the shipped reference runs
     assert "final train error" in capsys.readouterr().out
 
 
