@@ -5,6 +5,7 @@
 #   make test         unit tests + nbval on the notebooks + a smoke build of the book
 #   make book         the website in _build/html (profile: $SKIPLIB_PROFILE, default gpu/cpu)
 #   make site-test    after make book: every page in headless Chromium, offline (+ link check)
+#   make colab-test   every chapter in an emulated Colab (Colab's packages only, skiplib from git)
 #   make data         extract the offline CIFAR-10 copy into $SKIPLIB_DATA if there is one
 #   make bench        benchmarks (python -m skiplib bench)
 #   make results-gpu  reference runs into results/ (python -m skiplib <experiment> --profile gpu)
@@ -39,6 +40,9 @@ CIFAR10_SHA256 := 7854ea059adc7729ab5267c5269ccc01e6eaeea6549d5f3c834c106bae86e8
 # doctrees are removed so every notebook runs again: the website never shows outputs from
 # another profile or an older skiplib.
 CACHE_KEY_FILE := _build/.skiplib-cache-key
+# The chapters checkpoint every epoch: in the book build into _build/checkpoints, emptied with
+# the execution cache, so an interrupted build resumes but a changed skiplib trains afresh.
+
 # Present while a build runs or after it failed. Sphinx would not re-read an unchanged
 # notebook whose execution failed, so the next build would pass: drop its doctrees then
 # (notebooks that did run stay in the execution cache and are not run again).
@@ -47,10 +51,10 @@ BUILD_FAILED_FILE := _build/.skiplib-build-failed
 # Where the browser test saves its screenshots (light and dark, one per page).
 SITE_SHOTS ?= _build/site-test
 
-.PHONY: help install test book site-test data bench results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
+.PHONY: help install test book site-test colab-test data bench results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
 
 help:
-	@sed -n '5,15p' Makefile
+	@sed -n '5,16p' Makefile
 
 install: $(STAMP)
 
@@ -71,13 +75,13 @@ book: $(STAMP) data
 	key="$$profile $$sources"; \
 	if [ "$$key" != "$$(cat $(CACHE_KEY_FILE) 2>/dev/null || true)" ]; then \
 	  [ ! -d _build/.doctrees ] || echo "profile or skiplib changed since the last build: re-executing every notebook"; \
-	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; \
+	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/checkpoints; \
 	fi; \
 	if [ -e $(BUILD_FAILED_FILE) ]; then rm -rf _build/.doctrees; fi; \
 	echo "$$key" > $(CACHE_KEY_FILE); \
 	touch $(BUILD_FAILED_FILE); \
 	echo "== building the book (SKIPLIB_PROFILE: $$profile) =="
-	$(VENV)/bin/jupyter-book build . -n -W --keep-going
+	SKIPLIB_CHECKPOINTS=$(CURDIR)/_build/checkpoints $(VENV)/bin/jupyter-book build . -n -W --keep-going
 	@rm -f $(BUILD_FAILED_FILE)
 	@echo "book written to _build/html/index.html"
 
@@ -94,6 +98,13 @@ site-test: $(STAMP)
 	$(PY) -m skiplib.site links _build/html
 	SKIPLIB_SITE_HTML=_build/html SKIPLIB_SITE_SHOTS=$(SITE_SHOTS) $(PY) -m pytest -m site tests/test_site.py $(PYTEST_ARGS)
 	@echo "screenshots in $(SITE_SHOTS)"
+
+# Every chapter as a learner on Colab meets it (tests/colab_emulation.py): a separate
+# environment with only Colab's preinstalled packages, skiplib installed by each chapter's
+# bootstrap cell from the repository URL (git redirects it to this checkout), smoke profile.
+colab-test: $(STAMP)
+	SKIPLIB_COLAB_EMULATION=1 $(PY) -m pytest -m colab tests/test_colab.py $(PYTEST_ARGS)
+	@cat _build/colab-test/report.md
 
 data:
 	@if [ -d "$(SKIPLIB_DATA)/cifar10" ] || [ -d "$(SKIPLIB_DATA)/cifar-10-batches-py" ]; then \
@@ -120,10 +131,10 @@ bench: $(STAMP)
 	$(PY) -m skiplib bench
 
 results-gpu: $(STAMP)
-	$(PY) -m skiplib degradation --profile gpu
-	$(PY) -m skiplib highway --profile gpu
-	$(PY) -m skiplib compare --profile gpu
-	$(PY) -m skiplib landscape --profile gpu
+	$(PY) -m skiplib degradation --profile gpu --out-dir results
+	$(PY) -m skiplib highway --profile gpu --out-dir results
+	$(PY) -m skiplib compare --profile gpu --out-dir results
+	$(PY) -m skiplib landscape --profile gpu --out-dir results
 
 strip: $(STAMP)
 	$(PY) -m skiplib.notebooks strip book
