@@ -8,6 +8,7 @@
 #   make colab-test   every chapter in an emulated Colab (Colab's packages only, skiplib from git)
 #   make data         extract the offline CIFAR-10 copy into $SKIPLIB_DATA if there is one
 #   make bench        benchmarks (python -m skiplib bench)
+#   make gpu-check    every chapter + reference experiment in the gpu profile, report in $(GPU_CHECK_OUT)
 #   make results-gpu  reference runs into results/ (python -m skiplib <experiment> --profile gpu)
 #   make strip        strip outputs from the notebooks under book/ before committing
 #   make sync-bootstrap / make check-notebooks   Colab bootstrap cells; list dirty notebooks
@@ -51,10 +52,10 @@ BUILD_FAILED_FILE := _build/.skiplib-build-failed
 # Where the browser test saves its screenshots (light and dark, one per page).
 SITE_SHOTS ?= _build/site-test
 
-.PHONY: help install test book site-test colab-test data bench results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
+.PHONY: help install test book site-test colab-test data bench gpu-check results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
 
 help:
-	@sed -n '5,16p' Makefile
+	@sed -n '5,17p' Makefile
 
 install: $(STAMP)
 
@@ -129,6 +130,15 @@ data:
 
 bench: $(STAMP)
 	$(PY) -m skiplib bench
+
+# On a GPU (made for a rarely lent H200: one command, <= 10 minutes): every chapter in the gpu
+# profile, then the reference experiments, a report after every item (results/README.md says
+# what is in it). GPU_CHECK_ARGS=--scaled-down runs the same harness on a CPU in the smoke
+# profile, as CI does.
+GPU_CHECK_OUT ?= gpu-check
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP) data
+	$(PY) -m skiplib gpu-check --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
 
 results-gpu: $(STAMP)
 	$(PY) -m skiplib degradation --profile gpu --out-dir results

@@ -6,14 +6,18 @@ Commands:
   with provenance (command, commit, device, data source, date, seconds).
 * ``highway [--profile gpu]``: Chapter 3's depth experiment (plain vs highway FC nets, best training
   loss per depth over a learning-rate sweep); writes ``results/highway-depth-<profile>.json``.
-* ``bench``: seconds per notebook in the ``cpu`` profile, and ``fit`` throughput against a
-  bare PyTorch loop.
+* ``bench [--estimates-only]``: seconds per notebook in the ``cpu`` profile, ``fit`` throughput
+  against a bare PyTorch loop, and per chapter the training FLOPs and estimated minutes of the
+  ``gpu`` profile on this CPU, a T4 and an H200; ``--estimates-only`` prints just that table (Markdown).
 * ``dense-memory [--depths 6 12 24 48]``: Chapter 5's benchmark; peak memory and seconds per
   step of a dense block, naive vs memory-efficient, for several depths.
 * ``compare [--profile gpu]``: Chapter 7; every skip family at one parameter budget across depths
   and seeds; writes ``results/compare-<profile>.json``.
 * ``landscape [--bench] [--profile gpu]``: Chapter 8; ``--bench`` prints surface points per second
   and the seconds for a 21x21 surface (cpu profile); otherwise writes ``results/landscape-<profile>.json``.
+* ``gpu-check [--scaled-down] [--out DIR] [--budget S] [--chapters N ...] [--no-experiments]``: every chapter
+  notebook in the ``gpu`` profile plus the reference experiments and a resume self-check, on one GPU
+  within a time budget; writes ``DIR/gpu-check.json`` and ``.md`` (``--scaled-down``: smoke sizes, for a CPU).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def _run_options(p: argparse.ArgumentParser, *, epochs: bool = True) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
-    from skiplib.experiments import bench, compare, degradation, dense_memory, highway, landscape
+    from skiplib.experiments import bench, compare, degradation, dense_memory, gpucheck, highway, landscape
 
     parser = argparse.ArgumentParser(prog="python -m skiplib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-notebooks", action="store_true", help="skip timing the notebooks")
     p.add_argument("--notebooks", nargs="*", type=Path, default=None, help="notebooks to time (default: book/*.ipynb)")
     p.add_argument("--steps", type=int, default=60, help="training steps per throughput measurement")
+    p.add_argument("--estimates-only", action="store_true",
+                   help="only print the per-chapter FLOPs and gpu-profile time estimates as Markdown")
     p.set_defaults(func=bench.main)
+
+    p = sub.add_parser("gpu-check", help="every chapter in the gpu profile + the reference experiments, with a report")
+    gpucheck.add_arguments(p)
+    p.set_defaults(func=gpucheck.main)
 
     args = parser.parse_args(argv)
     return args.func(args)
