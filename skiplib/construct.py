@@ -344,10 +344,10 @@ def chapter_config(profile: Profile) -> dict:
     p = profile.choose
     return {
         "image_size": p(smoke=16, cpu=16, gpu=32),
-        "train_subset": p(smoke=512, cpu=10_000, gpu=None),
-        "test_subset": p(smoke=256, cpu=2_000, gpu=None),
+        "train_subset": p(smoke=512, cpu=10_000, gpu=25_000),
+        "test_subset": p(smoke=256, cpu=2_000, gpu=5_000),
         "batch_size": 128,
-        "epochs": p(smoke=1, cpu=6, gpu=15),
+        "epochs": p(smoke=1, cpu=6, gpu=6),
         "lr": 0.1,
         "weight_decay": 5e-4,
         "shallow_depth": p(smoke=8, cpu=14, gpu=20),
@@ -360,6 +360,6 @@ def chapter_config(profile: Profile) -> dict:
         "identity_lr": 0.05,
         "sigmas": p(smoke=(0.01, 0.1), cpu=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
                     gpu=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3)),
-        "noise_images": p(smoke=256, cpu=2_000, gpu=10_000),
+        "noise_images": p(smoke=256, cpu=2_000, gpu=5_000),
         "shrink_points": p(smoke=6, cpu=25, gpu=25),
     }

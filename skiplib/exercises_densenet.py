@@ -22,8 +22,9 @@ def chapter_config(profile: Profile) -> dict:
     """Sizes for Chapter 5. ``cpu``: DenseNet-BC-40 (k = 12) against ResNet-20 for 6 epochs on 5k
     CIFAR-10 images at 16x16 (the trained DenseNet also gives the feature-reuse heatmap), and
     dense blocks of 6-48 layers for the memory curves; the notebook took 131 s on 2 cores, the
-    DenseNet's training most of it. ``smoke``: the same pipeline, tiny. ``gpu`` (untested):
-    DenseNet-BC-100 against ResNet-110 on full CIFAR-10 at 32x32."""
+    DenseNet's training most of it. ``smoke``: the same pipeline, tiny. ``gpu`` (sized for a
+    Colab T4, see ``skiplib.experiments.workload``): DenseNet-BC-100 against ResNet-110 on 15k
+    CIFAR-10 images at 32x32."""
     recipe = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "onecycle", "batch_size": 64, "seed": 0}
     sizes = profile.choose(
         smoke={"dense_depth": 16, "resnet": "resnet20", "image_size": 16, "train_subset": 256, "test_subset": 128,
@@ -32,8 +33,8 @@ def chapter_config(profile: Profile) -> dict:
         cpu={"dense_depth": 40, "resnet": "resnet20", "image_size": 16, "train_subset": 5_000, "test_subset": 1_000,
              "epochs": 6, "mem_depths": [6, 12, 24, 48], "mem_batch": 8, "mem_image_size": 16, "time_steps": 2,
              "tv_image_size": 224, "download_weights": True},
-        gpu={"dense_depth": 100, "resnet": "resnet110", "image_size": 32, "train_subset": None, "test_subset": None,
-             "epochs": 10, "mem_depths": [6, 12, 24, 48, 96], "mem_batch": 8, "mem_image_size": 32, "time_steps": 5,
+        gpu={"dense_depth": 100, "resnet": "resnet110", "image_size": 32, "train_subset": 15_000, "test_subset": 5_000,
+             "epochs": 6, "mem_depths": [6, 12, 24, 48, 96], "mem_batch": 8, "mem_image_size": 32, "time_steps": 5,
              "tv_image_size": 224, "download_weights": True},
     )
     return {**recipe, **sizes, "growth_rate": 12, "profile": profile.name}

@@ -38,10 +38,10 @@ def chapter_config(profile: Profile) -> dict:
              "gate_biases": (1.0, 0.0, -1.0, -2.0, -3.0, -4.0), "bias_depth": 50, "bias_epochs": 6,
              "conv_depth": 20, "conv_image_size": 16, "conv_train_subset": 5_000, "conv_test_subset": 1_000,
              "conv_epochs": 4, "gate_batch": 1_000},
-        gpu={"depths": (10, 20, 50, 100), "fc_train_subset": 10_000, "fc_epochs": 15, "fc_lrs": (0.01, 0.03, 0.1, 0.3, 1.0),
-             "gate_biases": (1.0, 0.0, -1.0, -2.0, -3.0, -4.0), "bias_depth": 100, "bias_epochs": 15,
-             "conv_depth": 56, "conv_image_size": 32, "conv_train_subset": None, "conv_test_subset": None,
-             "conv_epochs": 10, "gate_batch": 2_000},
+        gpu={"depths": (10, 20, 50, 100), "fc_train_subset": 10_000, "fc_epochs": 8, "fc_lrs": (0.01, 0.1, 0.5),
+             "gate_biases": (1.0, 0.0, -1.0, -2.0, -3.0, -4.0), "bias_depth": 100, "bias_epochs": 6,
+             "conv_depth": 56, "conv_image_size": 32, "conv_train_subset": 20_000, "conv_test_subset": 5_000,
+             "conv_epochs": 4, "gate_batch": 2_000},
     )
     recipe = {"batch_size": 128, "momentum": 0.9, "fc_weight_decay": 0.0, "fc_image_size": 8,
               # deeper nets start with more negative gate biases, as in the paper (-1 ... -3); -4 at depth 100

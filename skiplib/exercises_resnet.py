@@ -27,7 +27,7 @@ def chapter_config(profile: Profile) -> dict:
         cpu={"grad_batch": 128, "grad_image_size": 32, "train_depth": 56, "image_size": 16,
              "train_subset": 8_000, "test_subset": 1_000, "epochs": 4, "download_weights": True},
         gpu={"grad_batch": 128, "grad_image_size": 32, "train_depth": 56, "image_size": 32,
-             "train_subset": None, "test_subset": None, "epochs": 15, "download_weights": True},
+             "train_subset": 25_000, "test_subset": 5_000, "epochs": 8, "download_weights": True},
     )
     return {**recipe, **sizes, "grad_depth": 56, "summary_size": 224, "profile": profile.name}
 

@@ -26,7 +26,7 @@ def chapter_config(profile: Profile) -> dict:
     sizes = profile.choose(
         smoke={"train_n": 96, "test_n": 32, "size": 32, "base": 4, "depth": 3, "epochs": 1, "ablation_epochs": 1},
         cpu={"train_n": 640, "test_n": 200, "size": 64, "base": 8, "depth": 3, "epochs": 6, "ablation_epochs": 6},
-        gpu={"train_n": 4000, "test_n": 500, "size": 96, "base": 32, "depth": 4, "epochs": 15, "ablation_epochs": 8},
+        gpu={"train_n": 2000, "test_n": 500, "size": 96, "base": 16, "depth": 4, "epochs": 12, "ablation_epochs": 6},
     )
     return {**recipe, **sizes, "train_seed": 1, "test_seed": 2, "profile": profile.name}
 

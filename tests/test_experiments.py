@@ -17,7 +17,7 @@ def test_configs_share_one_recipe_and_grow_with_profile():
         assert len({c[key] for c in cfgs.values()}) == 1, key
     assert cfgs["gpu"]["train_subset"] is None and cfgs["gpu"]["image_size"] == 32
     assert cfgs["smoke"]["epochs"] <= cfgs["cpu"]["epochs"] <= cfgs["gpu"]["epochs"]
-    assert set(cfgs["gpu"]["depths"]) == {20, 32, 44, 56}
+    assert set(cfgs["gpu"]["depths"]) == {20, 56}  # He et al.'s Fig. 1, sized for a Colab T4
 
 
 def test_run_rejects_unknown_family():

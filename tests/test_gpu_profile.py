@@ -238,3 +238,12 @@ def test_largest_steps_fit_a_t4(jobs):
     print("\nchapter  job                 batch  step   activations (GiB)  estimated need (GiB)")
     for ch, label, batch, kind, act, need in rows:
         print(f"{ch:>7}  {label:<18} {batch:>6}  {kind:<5} " + ("(as above)" if act is None else f"{act:17.2f}  {need:20.2f}"))
+
+
+def test_the_introductions_run_time_table_is_up_to_date():
+    # book/_run_times.md is what the code computes now (no typed numbers in the book's prose)
+    from skiplib.experiments.bench import RUN_TIMES_FILE, run_times_table
+    from skiplib.experiments.provenance import load_result
+
+    assert RUN_TIMES_FILE.read_text(encoding="utf-8") == run_times_table(load_result("gpu-check")), (
+        "book/_run_times.md is stale: run `python -m skiplib bench --write-run-times`")

@@ -1,20 +1,22 @@
 """Heavy runs and benchmarks as a CLI: ``python -m skiplib <command>``.
 
-Commands:
+Commands (each reference run writes ``<name>.json`` into ``--out-dir``, default the current folder;
+the repository's reference runs are made with ``--out-dir results``):
 
-* ``degradation [--profile gpu]``: Chapter 1's experiment; writes ``results/degradation-<profile>.json``
+* ``degradation [--profile gpu]``: Chapter 1's experiment; writes ``degradation-<profile>.json``
   with provenance (command, commit, device, data source, date, seconds).
 * ``highway [--profile gpu]``: Chapter 3's depth experiment (plain vs highway FC nets, best training
-  loss per depth over a learning-rate sweep); writes ``results/highway-depth-<profile>.json``.
+  loss per depth over a learning-rate sweep); writes ``highway-depth-<profile>.json``.
 * ``bench [--estimates-only]``: seconds per notebook in the ``cpu`` profile, ``fit`` throughput
   against a bare PyTorch loop, and per chapter the training FLOPs and estimated minutes of the
-  ``gpu`` profile on this CPU, a T4 and an H200; ``--estimates-only`` prints just that table (Markdown).
+  ``gpu`` profile on this CPU, a T4 and an H200; ``--estimates-only`` prints just that table (Markdown);
+  ``--write-run-times`` writes the introduction's table of estimated T4 minutes (``book/_run_times.md``).
 * ``dense-memory [--depths 6 12 24 48]``: Chapter 5's benchmark; peak memory and seconds per
   step of a dense block, naive vs memory-efficient, for several depths.
 * ``compare [--profile gpu]``: Chapter 7; every skip family at one parameter budget across depths
-  and seeds; writes ``results/compare-<profile>.json``.
+  and seeds; writes ``compare-<profile>.json``.
 * ``landscape [--bench] [--profile gpu]``: Chapter 8; ``--bench`` prints surface points per second
-  and the seconds for a 21x21 surface (cpu profile); otherwise writes ``results/landscape-<profile>.json``.
+  and the seconds for a 21x21 surface (cpu profile); otherwise writes ``landscape-<profile>.json``.
 * ``gpu-check [--scaled-down] [--out DIR] [--budget S] [--chapters N ...] [--no-experiments]``: every chapter
   notebook in the ``gpu`` profile plus the reference experiments and a resume self-check, on one GPU
   within a time budget; writes ``DIR/gpu-check.json`` and ``.md`` (``--scaled-down``: smoke sizes, for a CPU).
@@ -31,7 +33,7 @@ def _run_options(p: argparse.ArgumentParser, *, epochs: bool = True) -> None:
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default=None, help="run size (default: $SKIPLIB_PROFILE)")
     if epochs:
         p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
-    p.add_argument("--out-dir", type=Path, default=None, help="where to write the JSON (default: results/)")
+    p.add_argument("--out-dir", type=Path, default=None, help="where to write the JSON (default: the current folder; reference runs go to results/)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("bench", help="notebook seconds (cpu profile) and fit() vs a bare loop")
     p.add_argument("--no-notebooks", action="store_true", help="skip timing the notebooks")
+    p.add_argument("--write-run-times", nargs="?", const=bench.RUN_TIMES_FILE, default=None, type=Path,
+                   metavar="PATH", help="only write the introduction's run-time table (default: book/_run_times.md)")
     p.add_argument("--notebooks", nargs="*", type=Path, default=None, help="notebooks to time (default: book/*.ipynb)")
     p.add_argument("--steps", type=int, default=60, help="training steps per throughput measurement")
     p.add_argument("--estimates-only", action="store_true",

@@ -192,8 +192,44 @@ def estimate_table(rows: list[dict], rate: dict, gpu_report: dict | None = None)
     return "\n".join(lines)
 
 
+RUN_TIMES_FILE = REPO_ROOT / "book" / "_run_times.md"
+
+
+def run_times_table(gpu_report: dict | None = None) -> str:
+    """The run-time table the book's introduction includes (``book/_run_times.md``, made by
+    ``python -m skiplib bench --write-run-times``): per chapter, the ``gpu`` profile's counted
+    training work and its estimated minutes on a Colab T4 and an H200. Nothing in it is measured
+    on this machine, so it is the same wherever it is made (a test compares the committed file);
+    when a gpu-check report of a GPU run ships, 10x its measured seconds stand beside the estimate."""
+    gpu = get_profile("gpu", device="cpu")
+    h200, device = measured_gpu_seconds(gpu_report)
+    stems = {_chapter_of(p.stem): p.stem for p in (REPO_ROOT / "book").glob("[0-9][0-9]_*.ipynb")}
+    lines = ["| chapter | training work, `gpu` profile (TFLOP) | Colab T4, estimated (min) "
+             "| H200, estimated (min) | T4 from a measured H200 run (min) |",
+             "|---|---:|---:|---:|---:|"]
+    for n, jobs_of in workload.CHAPTERS.items():
+        s = workload.summary(jobs_of(gpu))
+        measured = _minutes(10 * h200[n]) if n in h200 else "—"
+        lines.append(f"| {{doc}}`{stems[n]}` | {s['flops'] / 1e12:,.0f} | {_minutes(s['t4_s'])} "
+                     f"| {_minutes(s['h200_s'])} | {measured} |")
+    lines += ["", "The estimates count each chapter's training FLOPs in the `gpu` profile "
+              "(`skiplib.experiments.workload`) and assume a T4 sustains "
+              f"{workload.T4_FLOPS / 1e12:g} TFLOP/s on these small networks, an H200 "
+              f"{workload.H200_SPEEDUP:g}× that, both with about {workload.TRAIN_OVERHEAD_S * 1e6:.0f} µs of "
+              "host overhead per layer and training step. "
+              + (f"The last column is 10 × the seconds `make gpu-check` measured on {device}."
+                 if device else "No chapter has been timed on a GPU yet: the last column fills in when a "
+                 "`make gpu-check` report of a GPU run is stored in `results/`.")]
+    return "\n".join(lines) + "\n"
+
+
 def main(args) -> int:
     """CLI entry point."""
+    if args.write_run_times is not None:
+        path = Path(args.write_run_times)
+        path.write_text(run_times_table(load_result("gpu-check")), encoding="utf-8")
+        print(f"wrote {path}")
+        return 0
     measured: dict = {}
     if not args.estimates_only:
         if not args.no_notebooks:

@@ -30,7 +30,7 @@ def config(profile: Profile) -> dict:
                "seeds": [0, 1], "budget": 25_000},
         cpu={"image_size": 16, "train_subset": 3_000, "test_subset": 1_000, "epochs": 3, "depths": [8, 32],
              "seeds": [0, 1], "budget": 100_000},
-        gpu={"image_size": 32, "train_subset": None, "test_subset": None, "epochs": 10, "depths": [8, 20, 44],
+        gpu={"image_size": 32, "train_subset": 10_000, "test_subset": 2_000, "epochs": 5, "depths": [8, 32],
              "seeds": [0, 1], "budget": 300_000},
     )
     return {**recipe, **sizes, "families": list(CLASSIFIERS), "profile": profile.name}

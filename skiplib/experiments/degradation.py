@@ -27,7 +27,7 @@ def config(profile: Profile) -> dict:
     sizes = profile.choose(
         smoke={"image_size": 16, "train_subset": 512, "test_subset": 256, "epochs": 1, "depths": [20, 56]},
         cpu={"image_size": 16, "train_subset": 8_000, "test_subset": 2_000, "epochs": 6, "depths": [20, 56]},
-        gpu={"image_size": 32, "train_subset": None, "test_subset": None, "epochs": 15, "depths": [20, 32, 44, 56]},
+        gpu={"image_size": 32, "train_subset": None, "test_subset": None, "epochs": 6, "depths": [20, 56]},
     )
     return {**recipe, **sizes, "profile": profile.name}
 
