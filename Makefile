@@ -9,6 +9,7 @@
 #   make data         extract the offline CIFAR-10 copy into $SKIPLIB_DATA if there is one
 #   make bench        benchmarks (python -m skiplib bench)
 #   make gpu-check    every chapter + reference experiment in the gpu profile, report in $(GPU_CHECK_OUT)
+#   make device-prep  wheels + CIFAR-10 in .device/ for .ci/gpu-check-on-device on the lent GPU machine
 #   make results-gpu  reference runs into results/ (python -m skiplib <experiment> --profile gpu)
 #   make strip        strip outputs from the notebooks under book/ before committing
 #   make sync-bootstrap / make check-notebooks   Colab bootstrap cells; list dirty notebooks
@@ -52,10 +53,10 @@ BUILD_FAILED_FILE := _build/.skiplib-build-failed
 # Where the browser test saves its screenshots (light and dark, one per page).
 SITE_SHOTS ?= _build/site-test
 
-.PHONY: help install test book site-test colab-test data bench gpu-check results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
+.PHONY: help install test book site-test colab-test data bench gpu-check device-prep results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
 
 help:
-	@sed -n '5,17p' Makefile
+	@sed -n '5,18p' Makefile
 
 install: $(STAMP)
 
@@ -139,6 +140,18 @@ GPU_CHECK_OUT ?= gpu-check
 GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP) data
 	$(PY) -m skiplib gpu-check --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+
+# The lent GPU machine is offline and has PyTorch (Python 3.12) but no Jupyter: fetch the
+# notebook runner's wheels for it and copy the CIFAR-10 tarball, for .ci/gpu-check-on-device.
+DEVICE_WHEELS := ipykernel nbclient nbformat ipywidgets torchinfo pyyaml
+device-prep:
+	@test -f "$(CIFAR10_TARBALL)" || { echo "error: no $(CIFAR10_TARBALL) to carry to the device"; exit 1; }
+	rm -rf .device && mkdir -p .device/whl .device/data
+	$(PYTHON) -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux1_x86_64 -d .device/whl $(DEVICE_WHEELS)
+	cp "$(CIFAR10_TARBALL)" .device/data/
+	@du -sh .device
 
 results-gpu: $(STAMP)
 	$(PY) -m skiplib degradation --profile gpu --out-dir results
