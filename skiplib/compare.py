@@ -173,12 +173,15 @@ def peak_training_memory(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 def compare(families: Iterable[str], depths: Sequence[int], budget: int, *, loaders: Callable[[int], tuple],
             epochs: int, seeds: Sequence[int] = (0,), fit_kwargs: dict | None = None,
             device: str | torch.device = "cpu", progress: bool = False, checkpoints: bool = False,
-            data_config: dict | None = None) -> list[dict]:
+            data_config: dict | None = None, on_record: Callable[[dict], object] | None = None) -> list[dict]:
     """Train every family at every depth (the valid depth nearest each entry of ``depths``),
     width matched to ``budget`` parameters, once per seed, and return one record per run.
 
-    ``loaders(seed)`` returns ``(train_loader, test_loader)``; calling it with the same seed must
-    give the same batches, so every family sees the same data in the same order. Everything
+    ``loaders(seed)`` returns ``(train_loader, test_loader)`` or, better, ``(train_loader,
+    test_loader, info)`` with ``info`` describing the data (as :func:`skiplib.data.cifar10_loaders`
+    does), which each checkpoint then records; calling it with the same seed must give the same
+    batches, so every family sees the same data in the same order. ``on_record`` is called with
+    each record as soon as its run finishes (an interrupted caller can keep what finished). Everything
     else (epochs, optimiser, schedule) is shared too, through ``fit_kwargs``.
 
     With ``checkpoints`` every (family, depth, seed) run checkpoints each epoch to its own file
@@ -201,7 +204,8 @@ def compare(families: Iterable[str], depths: Sequence[int], budget: int, *, load
             depth = family.nearest_depth(target)
             width, params = matched_width(family, depth, budget)
             for seed in seeds:
-                train_loader, test_loader = loaders(seed)
+                train_loader, test_loader, *info = loaders(seed)
+                data = {**(info[0] if info else data_config or {}), "seed": seed}
                 seed_everything(seed)
                 model = family.build(depth, width).to(device)
                 x0, y0 = next(iter(train_loader))
@@ -211,7 +215,7 @@ def compare(families: Iterable[str], depths: Sequence[int], budget: int, *, load
                 model = family.build(depth, width).to(device)
                 ckpt = run_checkpoint("compare", key, f"{name}-{depth}-w{width}-s{seed}") if checkpoints else None
                 history = fit(model, train_loader, test_loader, epochs=epochs, device=device, progress=progress,
-                              desc=f"{name}-{depth} seed {seed}", checkpoint=ckpt, **(fit_kwargs or {}))
+                              desc=f"{name}-{depth} seed {seed}", checkpoint=ckpt, data=data, **(fit_kwargs or {}))
                 # the epochs' own times, not this call's: a resumed run trained only its last epochs
                 seconds = sum(history.column("seconds"))
                 last = history.last
@@ -223,6 +227,8 @@ def compare(families: Iterable[str], depths: Sequence[int], budget: int, *, load
                     "flops_per_image": flops, "peak_memory_bytes": memory,
                     "seconds": seconds, "img_per_s": train_loader.num_samples * epochs / seconds,
                 })
+                if on_record is not None:
+                    on_record(records[-1])
     return records
 
 

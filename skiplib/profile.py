@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -23,6 +24,7 @@ import torch
 
 PROFILES = ("smoke", "cpu", "gpu")
 T = TypeVar("T")
+_warned_gpu_without_cuda = False  # warn once per process: get_profile is called by every experiment
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,24 @@ def default_device() -> torch.device:
 
 
 def get_profile(name: str | None = None, device: str | torch.device | None = None) -> Profile:
-    """The active profile: ``name``, else ``$SKIPLIB_PROFILE``, else ``gpu`` with CUDA, else ``cpu``."""
+    """The active profile: ``name``, else ``$SKIPLIB_PROFILE``, else ``gpu`` with CUDA, else ``cpu``.
+
+    The ``gpu`` profile chosen on a machine without CUDA (and no ``device`` given) warns once: its
+    runs are sized for a GPU and would otherwise start, silently, hours of work on a CPU."""
+    global _warned_gpu_without_cuda
     name = name or os.environ.get("SKIPLIB_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
     name = name.strip().lower()
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}: SKIPLIB_PROFILE must be one of {', '.join(PROFILES)}")
-    return Profile(name=name, device=torch.device(device) if device is not None else default_device())
+    chosen = torch.device(device) if device is not None else default_device()
+    # an explicit device means the caller knows (e.g. estimating gpu-profile costs on a CPU)
+    if name == "gpu" and device is None and chosen.type != "cuda" and not _warned_gpu_without_cuda:
+        _warned_gpu_without_cuda = True
+        # no estimate from skiplib.experiments.workload: profile sits below it in the import order
+        warnings.warn(f"the gpu profile is sized for a CUDA GPU (minutes per chapter on Colab's T4), but this machine "
+                      f"has none: on the {chosen.type} its runs take hours. Set SKIPLIB_PROFILE=cpu (or --profile cpu) "
+                      "for runs sized for a laptop.", UserWarning, stacklevel=2)
+    return Profile(name=name, device=chosen)
 
 
 def seed_everything(seed: int = 0) -> None:

@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 
 from skiplib.profile import default_device
 from skiplib.segmentation import CellSet, boundary_f1, cell_f1, dice_iou
-from skiplib.train import History, _cpu_bytes, _load_checkpoint, _restore_rng, _rng_state, _save
+from skiplib.blocks.bottleneck import check_channels as check_positive_ints
+from skiplib.checkpoints import cpu_bytes, fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from skiplib.train import History
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -66,16 +68,17 @@ def evaluate_segmentation(model: nn.Module, data: CellSet, *, weight: Sequence[f
 def fit_segmentation(model: nn.Module, train: CellSet, test: CellSet | None = None, *, epochs: int,
                      lr: float = 3e-3, batch_size: int = 32, weight: Sequence[float] | None = None,
                      seed: int = 0, device: str | torch.device | None = None, progress: bool = True,
-                     desc: str | None = None, checkpoint: str | os.PathLike | None = None) -> History:
+                     desc: str | None = None, checkpoint: str | os.PathLike | None = None,
+                     data: dict | None = None) -> History:
     """Train ``model`` with Adam (cosine decay from ``lr`` to 0) and pixel-wise cross-entropy,
     class-weighted by ``weight`` (one number per class), for ``epochs`` epochs; return a
     :class:`~skiplib.train.History` with ``epoch, train_loss, test_loss, dice, iou, boundary_f1,
     lr, seconds`` per epoch (test scores only with ``test``). With ``checkpoint`` (a path, e.g. from
     :func:`skiplib.train.run_checkpoint`) the state is saved after every epoch and a later call with
     the same path resumes after the last finished epoch, with the same numbers, as in
-    :func:`skiplib.train.fit`. Chapter 6."""
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    :func:`skiplib.train.fit`; a checkpoint made for another model, recipe, ``seed`` or ``data``
+    (a dict describing the cells, e.g. ``{"source": "make_cells", "seed": 0}``) is refused. Chapter 6."""
+    check_positive_ints(epochs=epochs)
     if lr <= 0 or batch_size < 1:
         raise ValueError(f"lr and batch_size must be positive, got {lr!r} and {batch_size!r}")
     if len(train) < batch_size:
@@ -90,14 +93,17 @@ def fit_segmentation(model: nn.Module, train: CellSet, test: CellSet | None = No
     steps = len(train) // batch_size  # drop the last partial batch: equal batches, BN-safe
     total, history, start_epoch = epochs * steps, History(), 0
     path = Path(checkpoint) if checkpoint is not None else None
-    state = _load_checkpoint(path, epochs, progress)
+    recipe = {"optimizer": "Adam", "lr": lr, "batch_size": batch_size, "schedule": "cosine", "epochs": epochs,
+              "class_weight": None if weight is None else [float(v) for v in weight], "train_size": len(train)}
+    fp = fingerprint(model, recipe, data, seed)
+    state = load_checkpoint(path, fp, progress)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history = History.from_dict(state["history"])
         start_epoch = len(history)
-        g.set_state(_cpu_bytes(state["generator"]))  # the batch order of the next epoch
-        _restore_rng(state, device)
+        g.set_state(cpu_bytes(state["generator"]))  # the batch order of the next epoch
+        restore_rng(state, device)
     for epoch in range(start_epoch, epochs):
         model.train()
         t0 = time.perf_counter()
@@ -124,6 +130,7 @@ def fit_segmentation(model: nn.Module, train: CellSet, test: CellSet | None = No
         record.update(lr=step_lr, seconds=time.perf_counter() - t0)
         history.records.append(record)
         if path is not None:
-            _save(path, {"epochs": epochs, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "history": history.to_dict(), "generator": g.get_state(), **_rng_state(device)})
+            save_checkpoint(path, {"fingerprint": fp, "epochs": epochs, "model": model.state_dict(),
+                                   "optimizer": opt.state_dict(), "history": history.to_dict(),
+                                   "generator": g.get_state(), **rng_state(device)})
     return history

@@ -6,16 +6,15 @@ history record per epoch, a checkpoint after every epoch that a second call resu
 AMP on CUDA and channels_last on CUDA and CPU. Training error is averaged over the epoch's batches in
 train mode with augmentation, as in He et al.'s curves; test error is measured in eval mode.
 
-:func:`checkpoint_dir` and :func:`run_checkpoint` say where the chapters' checkpoints live.
+:func:`checkpoint_dir` and :func:`run_checkpoint` (from :mod:`skiplib.checkpoints`, importable from
+here too) say where the chapters' checkpoints live. Every checkpoint carries a fingerprint of what
+it is for (model, recipe, data, seed, skiplib version); one made for another run is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from skiplib import __version__
-from skiplib.data import data_dir
+from skiplib.blocks.bottleneck import check_channels as check_positive_ints
+from skiplib.checkpoints import (checkpoint_dir, fingerprint, load_checkpoint, restore_rng, rng_state,  # noqa: F401
+                                 run_checkpoint, save_checkpoint)
 from skiplib.profile import default_device
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -95,96 +95,6 @@ def evaluate(model: nn.Module, loader, device: str | torch.device | None = None,
     return {"loss": total_loss / n, "err": wrong / n}
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-def checkpoint_dir() -> Path:
-    """Where training checkpoints live: ``$SKIPLIB_CHECKPOINTS`` if set, else
-    ``skiplib.data.data_dir() / "checkpoints"`` (``~/.cache/skiplib/checkpoints`` by default);
-    created if missing. Used from Chapter 1 onward.
-
-    On Colab a kernel restart keeps ``~/.cache``, so a restarted notebook resumes its runs; a
-    runtime reset (or a disconnect that recycles the machine) does not, unless ``SKIPLIB_DATA`` or
-    ``SKIPLIB_CHECKPOINTS`` points into a mounted Google Drive folder.
-    """
-    env = os.environ.get("SKIPLIB_CHECKPOINTS")
-    path = Path(env).expanduser() if env else data_dir() / "checkpoints"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _check_name(what: str, name: str) -> None:
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or name.startswith("."):
-        raise ValueError(f"{what} {name!r} is not a safe file name: use letters, digits, '_', '.' and '-' "
-                         "only, not starting with '.'")
-
-
-def run_checkpoint(experiment: str, cfg: dict, label: str) -> Path:
-    """The checkpoint file of run ``label`` of ``experiment`` with settings ``cfg``:
-    ``checkpoint_dir() / f"{experiment}-{key}" / f"{label}.pt"``. ``key`` is a short hash of
-    ``cfg`` and the skiplib version, so runs with other settings (or made by another version)
-    never resume each other; pass it as ``fit(..., checkpoint=...)``. Used from Chapter 1 onward.
-
-    On Colab a kernel restart keeps ``~/.cache``; a runtime reset does not, unless ``SKIPLIB_DATA``
-    or ``SKIPLIB_CHECKPOINTS`` points into a mounted Google Drive folder.
-    """
-    _check_name("experiment", experiment)
-    _check_name("label", label)
-    if not isinstance(cfg, dict):
-        raise ValueError(f"cfg must be a dict of the run's settings, got {type(cfg).__name__}")
-    # default=str: devices, paths and the like hash by their printed form
-    text = json.dumps(cfg, sort_keys=True, default=str) + __version__
-    key = hashlib.sha1(text.encode()).hexdigest()[:10]
-    return checkpoint_dir() / f"{experiment}-{key}" / f"{label}.pt"
-
-
-def _save(path: Path, state: dict) -> None:
-    # write then rename, so a disconnect mid-write never leaves a corrupt checkpoint
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _rng_state(device: torch.device) -> dict:
-    """The global RNG states to checkpoint: the CPU one, and the training GPU's on CUDA."""
-    return {"torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
-
-def _cpu_bytes(state: torch.Tensor) -> torch.Tensor:
-    # torch.set_rng_state and torch.cuda.set_rng_state take only CPU uint8 tensors (a TypeError
-    # otherwise), whatever device the checkpoint was loaded onto
-    return state.to("cpu", torch.uint8)
-
-
-def _restore_rng(state: dict, device: torch.device) -> None:
-    """Restore what :func:`_rng_state` saved (a CUDA state only when training on CUDA again)."""
-    torch.set_rng_state(_cpu_bytes(state["torch_rng"]))
-    cuda_rng = state.get("cuda_rng")  # absent in checkpoints made before it was saved
-    if cuda_rng is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(_cpu_bytes(cuda_rng), device)
-
-
-def _load_checkpoint(path: Path | None, epochs: int, progress: bool) -> dict | None:
-    """The saved state at ``path`` (None when there is none yet), checked to be for ``epochs`` epochs."""
-    if path is None or not path.exists():
-        return None
-    # map to the CPU: RNG and generator states must be CPU tensors, and load_state_dict moves
-    # weights and optimiser state to the model's device. weights_only: a checkpoint holds only
-    # tensors, dicts, lists and numbers, so nothing in it can run code when loaded.
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["epochs"] != epochs:
-        raise ValueError(
-            f"checkpoint {path} was made for a {state['epochs']}-epoch run, not {epochs}; "
-            "delete it or pass another path to start afresh"
-        )
-    if progress:
-        done = len(state["history"]["records"])
-        print(f"{'finished run loaded' if done == epochs else 'resumed'} from {path} after epoch {done}/{epochs}")
-    return state
-
-
 def fit(
     model: nn.Module,
     train_loader,
@@ -202,6 +112,7 @@ def fit(
     channels_last: bool | None = None,
     progress: bool = True,
     desc: str | None = None,
+    data: dict | None = None,
 ) -> History:
     """Train ``model`` with SGD for ``epochs`` epochs and return its per-epoch :class:`History`.
 
@@ -210,12 +121,14 @@ def fit(
     checkpointed too. With ``checkpoint`` set (a path, e.g. from :func:`run_checkpoint`), the state
     (weights, optimiser, loader, RNGs) is saved after every epoch and a later call with the same
     path resumes after the last finished epoch with the same numbers as an uninterrupted run (a
-    finished run just returns its history; a checkpoint for another ``epochs`` is refused).
+    finished run just returns its history). The checkpoint records what it is for (the model's
+    layout, the recipe, ``data``, the skiplib version) and one made for another run is refused with
+    a ValueError naming each difference. ``data`` describes the training data, e.g. the info dict of
+    :func:`skiplib.data.cifar10_loaders` with the loaders' seed (``{**info, "seed": seed}``).
     ``amp`` defaults to on for CUDA only; ``channels_last`` to on for CUDA and CPU (oneDNN's
     convolutions skip a layout reorder with it: about 20% faster on 2 CPU cores).
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    check_positive_ints(epochs=epochs)
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}: allowed values are {', '.join(SCHEDULES)}")
     if lr <= 0:
@@ -233,7 +146,10 @@ def fit(
     history, start_epoch = History(), 0
 
     path = Path(checkpoint) if checkpoint is not None else None
-    state = _load_checkpoint(path, epochs, progress)
+    recipe = {"optimizer": "SGD", "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
+              "schedule": schedule, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
+    fp = fingerprint(model, recipe, data)  # before training: a bad ``data`` fails at once
+    state = load_checkpoint(path, fp, progress)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -243,7 +159,7 @@ def fit(
         start_epoch = len(history)
         if hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(state["loader"])
-        _restore_rng(state, device)
+        restore_rng(state, device)
 
     total_steps = epochs * steps_per_epoch
     for epoch in range(start_epoch, epochs):
@@ -280,13 +196,14 @@ def fit(
         record.update(lr=step_lr, seconds=time.perf_counter() - t0)
         history.records.append(record)
         if path is not None:
-            _save(path, {
+            save_checkpoint(path, {
+                "fingerprint": fp,
                 "epochs": epochs,
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(),
                 "history": history.to_dict(),
                 "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
-                **_rng_state(device),
+                **rng_state(device),
             })
     return history

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import skiplib
+from skiplib import checkpoints as C
 from skiplib import train as T
 from skiplib.data import DeviceLoader, make_cells
 from skiplib.models.unet import UNet
@@ -46,7 +47,7 @@ def test_run_checkpoint_is_keyed_by_the_settings(tmp_path, monkeypatch):
     others = {T.run_checkpoint("degradation", {**cfg, "epochs": 4}, "plain20"),
               T.run_checkpoint("degradation", {**cfg, "depths": [20]}, "plain20"),
               T.run_checkpoint("compare", cfg, "plain20")}
-    monkeypatch.setattr(T, "__version__", skiplib.__version__ + ".dev1")
+    monkeypatch.setattr(C, "__version__", skiplib.__version__ + ".dev1")
     others.add(T.run_checkpoint("degradation", cfg, "plain20"))
     assert len(others) == 4 and path not in others
     assert not path.parent.exists()  # naming a file creates nothing; fit creates the folder
@@ -298,15 +299,15 @@ def test_cuda_rng_state_is_saved_and_restored_as_a_cpu_byte_tensor(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": cuda_state.clone())
     monkeypatch.setattr(torch.cuda, "set_rng_state", set_cuda_rng_state)
     gpu = torch.device("cuda")
-    saved = T._rng_state(gpu)
+    saved = C.rng_state(gpu)
     assert torch.equal(saved["cuda_rng"], cuda_state) and saved["torch_rng"].dtype == torch.uint8
-    T._restore_rng(on_gpu(saved), gpu)
+    C.restore_rng(on_gpu(saved), gpu)
     assert len(restored) == 1 and torch.equal(restored[0][0], cuda_state) and restored[0][1] == gpu
     # made on the CPU: nothing to restore on the GPU; made on the GPU, resumed on the CPU: skipped
-    T._restore_rng(T._rng_state(torch.device("cpu")), gpu)
-    T._restore_rng(saved, torch.device("cpu"))
+    C.restore_rng(C.rng_state(torch.device("cpu")), gpu)
+    C.restore_rng(saved, torch.device("cpu"))
     assert len(restored) == 1
-    assert T._rng_state(torch.device("cpu"))["cuda_rng"] is None
+    assert C.rng_state(torch.device("cpu"))["cuda_rng"] is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,3 +360,30 @@ def test_landscape_train_pair_checkpoints_keyed_by_training_settings_and_depth(t
     train_pair(cfg, *_cifar_like(0), device="cpu", depth=32, checkpoints=True)
     train_pair({**cfg, "lr": 0.02}, *_cifar_like(0), device="cpu", checkpoints=True)
     assert len({p.parent for p in tmp_path.rglob("*.pt")}) == 3
+
+
+def test_the_experiments_record_their_data_in_every_checkpoint(tmp_path, monkeypatch):
+    # what lets a synthetic-data run be refused under a CIFAR-10 label: each caller in
+    # skiplib.experiments hands fit the loaders' info (and seed), and fit stores it
+    from skiplib.compare import compare
+    from skiplib.experiments import degradation
+    from skiplib.experiments.landscape import train_pair
+
+    monkeypatch.setenv("SKIPLIB_CHECKPOINTS", str(tmp_path))
+    info = {"source": "synthetic CIFAR-shaped stand-in (not CIFAR-10)", "train_size": 64, "test_size": 32,
+            "image_size": 8}
+    compare(["residual"], [8], 20_000, loaders=lambda seed: (*_cifar_like(seed), info), epochs=1, seeds=[3],
+            device="cpu", checkpoints=True, data_config={"images": 64})
+    cfg = {"depth": 20, "seed": 5, "epochs": 1, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
+           "schedule": "onecycle", "batch_size": 32, "image_size": 8, "train_subset": 64, "test_subset": 32,
+           "profile": "smoke"}
+    train_pair(cfg, *_cifar_like(0), device="cpu", checkpoints=True, data=info)
+    monkeypatch.setattr(degradation, "cifar10_loaders", lambda **kw: (*_cifar_like(0), info))
+    degradation.run({**cfg, "depths": [20]}, device="cpu", families=("plain",), checkpoints=True, progress=False)
+    seeds = {}
+    for path in tmp_path.rglob("*.pt"):
+        data = torch.load(path, weights_only=True)["fingerprint"]["data"]
+        seeds[path.parent.name.split("-")[0] + "/" + path.name.split("-")[0]] = data.pop("seed")
+        assert data == info, path
+    assert seeds == {"compare/residual": 3, "landscape/plain20.pt": 5, "landscape/resnet20.pt": 5,
+                     "degradation/plain20.pt": 5}

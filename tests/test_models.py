@@ -1,5 +1,7 @@
 """CIFAR ResNets and plain nets: paper parameter counts, registry, shapes, errors."""
 
+import re
+
 import pytest
 import torch
 
@@ -112,3 +114,20 @@ def test_model_zero_init_last_makes_every_same_shape_block_identity_on_nonnegati
     x = torch.rand(2, 16, 8, 8)  # non-negative, as after a ReLU
     for block in model.layer1:
         assert torch.equal(block(x), x)
+
+
+# every registered name that carries a depth (resnet20, plain56, preact110, highway32 …) builds that depth only
+NAMED_DEPTHS = [(n, int(m[2])) for n in list_models()
+                if (m := re.fullmatch(r"(resnet|plain|preact|highway)(\d+)", n)) and n not in ("resnet18", "resnet34", "resnet50")]
+
+
+def test_named_depths_cover_every_cifar_family():
+    assert {n.rstrip("0123456789") for n, _ in NAMED_DEPTHS} == {"resnet", "plain", "preact", "highway"}
+
+
+@pytest.mark.parametrize("name,depth", NAMED_DEPTHS)
+def test_a_name_fixes_its_depth(name, depth):
+    assert create_model(name, depth=depth).depth == depth  # the name's own depth, spelled out, is fine
+    other = 8 if depth != 8 else 14
+    with pytest.raises(ValueError, match=rf"{name} has depth={depth} fixed by its name, got depth={other}"):
+        create_model(name, depth=other)

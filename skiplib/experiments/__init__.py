@@ -1,7 +1,9 @@
 """Heavy runs and benchmarks as a CLI: ``python -m skiplib <command>``.
 
 Commands (each reference run writes ``<name>.json`` into ``--out-dir``, default the current folder;
-the repository's reference runs are made with ``--out-dir results``):
+the repository's reference runs are made with ``--out-dir results``). Before training, every reference
+run checks that ``--out-dir`` and the checkpoint folder can be written; interrupted with Ctrl-C, it
+writes the runs that finished to ``<name>.partial.json`` (marked ``"partial": true``) and stops:
 
 * ``degradation [--profile gpu]``: Chapter 1's experiment; writes ``degradation-<profile>.json``
   with provenance (command, commit, device, data source, date, seconds).
@@ -28,11 +30,23 @@ import argparse
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a positive int, so that ``--epochs 0`` is refused instead of meaning "the profile's"."""
+    from skiplib.blocks.bottleneck import check_channels as check_positive_ints
+
+    try:
+        value = int(text)
+        check_positive_ints(value=value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive int (1, 2, 3, ...), got {text!r}") from None
+    return value
+
+
 def _run_options(p: argparse.ArgumentParser, *, epochs: bool = True) -> None:
     """The options every reference-run command shares: profile, epochs, output folder."""
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default=None, help="run size (default: $SKIPLIB_PROFILE)")
     if epochs:
-        p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+        p.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs (>= 1)")
     p.add_argument("--out-dir", type=Path, default=None, help="where to write the JSON (default: the current folder; reference runs go to results/)")
 
 
@@ -62,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("landscape", help="Chapter 8: loss surfaces, lesion curves; --bench: surface points/s")
     p.add_argument("--bench", action="store_true", help="only time a surface in the cpu profile's setting")
-    p.add_argument("--points", type=int, default=21, help="grid points per axis for --bench (default 21)")
+    p.add_argument("--points", type=positive_int, default=21, help="grid points per axis for --bench (default 21)")
     _run_options(p, epochs=False)
     p.set_defaults(func=landscape.main)
 

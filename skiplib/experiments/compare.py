@@ -14,7 +14,7 @@ import torch
 
 from skiplib.compare import FAMILIES, compare, summarise
 from skiplib.data import cifar10_loaders
-from skiplib.experiments.provenance import provenance, save_result
+from skiplib.experiments.provenance import check_outputs, provenance, save_partial, save_result
 from skiplib.profile import Profile, get_profile
 
 CLASSIFIERS = ("plain", "highway", "residual", "preact", "dense")
@@ -37,15 +37,18 @@ def config(profile: Profile) -> dict:
 
 
 def run(cfg: dict, *, device: torch.device | str | None = None, allow_synthetic: bool = False,
-        progress: bool = False, checkpoints: bool = False) -> dict:
+        progress: bool = False, checkpoints: bool = False, partial: dict | None = None) -> dict:
     """Train every family x depth x seed of ``cfg``; returns ``{"records", "summary", "info", "seconds"}``.
     With ``checkpoints`` each run checkpoints every epoch (keyed by ``cfg``, see
-    :func:`skiplib.compare.compare`), so an interrupted call resumes where it stopped."""
+    :func:`skiplib.compare.compare`), so an interrupted call resumes where it stopped. ``partial``
+    (a dict) receives ``"info"`` and each run's record in ``"records"`` as soon as it finishes."""
     unknown = [f for f in cfg["families"] if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown families {unknown}: registered families are {', '.join(FAMILIES)}")
     device = torch.device(device) if device is not None else get_profile().device
-    info = {}
+    partial = {} if partial is None else partial
+    info = partial.setdefault("info", {})
+    records = partial.setdefault("records", [])
 
     def loaders(seed: int):
         # the same seed gives the same subset, augmentation and batch order for every family
@@ -53,13 +56,13 @@ def run(cfg: dict, *, device: torch.device | str | None = None, allow_synthetic:
             train_subset=cfg["train_subset"], test_subset=cfg["test_subset"], image_size=cfg["image_size"],
             batch_size=cfg["batch_size"], device=device, seed=seed, allow_synthetic=allow_synthetic, verbose=False)
         info.update(meta)
-        return train, test
+        return train, test, meta
 
     fit_kwargs = {k: cfg[k] for k in ("lr", "momentum", "weight_decay", "schedule")}
     t0 = time.perf_counter()
-    records = compare(cfg["families"], cfg["depths"], cfg["budget"], loaders=loaders, epochs=cfg["epochs"],
-                      seeds=cfg["seeds"], fit_kwargs=fit_kwargs, device=device, progress=progress,
-                      checkpoints=checkpoints, data_config=cfg)
+    compare(cfg["families"], cfg["depths"], cfg["budget"], loaders=loaders, epochs=cfg["epochs"], seeds=cfg["seeds"],
+            fit_kwargs=fit_kwargs, device=device, progress=progress, checkpoints=checkpoints, data_config=cfg,
+            on_record=records.append)
     return {"records": records, "summary": summarise(records), "info": info, "seconds": time.perf_counter() - t0}
 
 
@@ -67,12 +70,24 @@ def main(args) -> int:
     """CLI entry: run the comparison in ``args.profile`` and write ``results/compare-<profile>.json``."""
     profile = get_profile(args.profile)
     cfg = config(profile)
-    if args.epochs:
+    if args.epochs is not None:
         cfg["epochs"] = args.epochs
-    out = run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, progress=True, checkpoints=True)
-    payload = {"experiment": "compare", "config": cfg, "records": out["records"], "summary": out["summary"],
-               "provenance": provenance(profile.device, out["info"]["source"], out["seconds"], profile.name)}
-    path = save_result(f"compare-{profile.name}", payload, args.out_dir)
+    check_outputs(args.out_dir)  # before minutes of training, not after
+    partial, t0 = {}, time.perf_counter()
+
+    def payload(out: dict, seconds: float) -> dict:
+        records = out.get("records", [])
+        return {"experiment": "compare", "config": cfg, "records": records, "summary": summarise(records),
+                "provenance": provenance(profile.device, out.get("info", {}).get("source", "not loaded yet"), seconds,
+                                         profile.name)}
+
+    try:
+        out = run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, progress=True, checkpoints=True,
+                  partial=partial)
+    except KeyboardInterrupt:
+        save_partial(f"compare-{profile.name}", payload(partial, time.perf_counter() - t0), args.out_dir)
+        raise
+    path = save_result(f"compare-{profile.name}", payload(out, out["seconds"]), args.out_dir)
     for row in out["summary"]:
         print(f"{row['family']:>9}-{row['depth']:<3} {row['params']:>8,} params: train error "
               f"{row['train_err_mean']:.1%} ± {row['train_err_std']:.1%}, test error {row['test_err_mean']:.1%}, "

@@ -12,7 +12,7 @@ import time
 import torch
 
 from skiplib.data import cifar10_loaders
-from skiplib.experiments.provenance import provenance, save_result
+from skiplib.experiments.provenance import check_outputs, provenance, save_partial, save_result
 from skiplib.models import create_model
 from skiplib.profile import Profile, get_profile, seed_everything
 from skiplib.train import History, fit, run_checkpoint
@@ -33,13 +33,15 @@ def config(profile: Profile) -> dict:
 
 
 def run(cfg: dict, *, device: torch.device | str | None = None, families=FAMILIES, allow_synthetic: bool = False,
-        checkpoints: bool = False, progress: bool = True) -> dict:
+        checkpoints: bool = False, progress: bool = True, partial: dict | None = None) -> dict:
     """Train every family x depth of ``cfg``; return the per-run histories and trained models
     (``{"histories": {label: History}, "models": {label: nn.Module}, "info": ..., "seconds": ...}``).
 
     Labels are ``plain20``, ``resnet56`` …; each net starts from the same seed. With
     ``checkpoints`` each run checkpoints every epoch to ``run_checkpoint("degradation", cfg, label)``
     (see :func:`skiplib.train.checkpoint_dir`), so that an interrupted call resumes where it stopped.
+    ``partial`` (a dict) receives ``"info"`` and each run's ``"histories"`` entry as soon as it
+    finishes, so a caller that is interrupted can save what finished.
     """
     unknown = set(families) - set(FAMILIES)
     if unknown:
@@ -49,6 +51,9 @@ def run(cfg: dict, *, device: torch.device | str | None = None, families=FAMILIE
         train_subset=cfg["train_subset"], test_subset=cfg["test_subset"], image_size=cfg["image_size"],
         batch_size=cfg["batch_size"], device=device, seed=cfg["seed"], allow_synthetic=allow_synthetic,
     )
+    partial = {} if partial is None else partial
+    partial.update(info=info, histories={})
+    data = {**info, "seed": cfg["seed"]}  # recorded in each checkpoint: synthetic runs never resume as CIFAR-10
     start_state = train_loader.state_dict()  # every net sees the same batches in the same order
     histories: dict[str, History] = {}
     models: dict[str, torch.nn.Module] = {}
@@ -63,8 +68,9 @@ def run(cfg: dict, *, device: torch.device | str | None = None, families=FAMILIE
             histories[label] = fit(
                 model, train_loader, test_loader, epochs=cfg["epochs"], lr=cfg["lr"], momentum=cfg["momentum"],
                 weight_decay=cfg["weight_decay"], schedule=cfg["schedule"], device=device, checkpoint=ckpt,
-                progress=progress, desc=label,
+                progress=progress, desc=label, data=data,
             )
+            partial["histories"][label] = histories[label]
     return {"histories": histories, "models": models, "info": info, "seconds": time.perf_counter() - t0}
 
 
@@ -72,16 +78,24 @@ def main(args) -> int:
     """CLI entry: run the experiment in ``args.profile`` and write ``results/degradation-<profile>.json``."""
     profile = get_profile(args.profile)
     cfg = config(profile)
-    if args.epochs:
+    if args.epochs is not None:
         cfg["epochs"] = args.epochs
-    out = run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, checkpoints=True)
-    payload = {
-        "experiment": "degradation",
-        "config": cfg,
-        "histories": {label: h.records for label, h in out["histories"].items()},
-        "provenance": provenance(profile.device, out["info"]["source"], out["seconds"], profile.name),
-    }
-    path = save_result(f"degradation-{profile.name}", payload, args.out_dir)
+    check_outputs(args.out_dir)  # before minutes of training, not after
+    partial, t0 = {}, time.perf_counter()
+
+    def payload(out: dict, seconds: float) -> dict:
+        return {"experiment": "degradation", "config": cfg,
+                "histories": {label: h.records for label, h in out.get("histories", {}).items()},
+                "provenance": provenance(profile.device, out.get("info", {}).get("source", "not loaded yet"), seconds,
+                                         profile.name)}
+
+    try:
+        out = run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, checkpoints=True,
+                  partial=partial)
+    except KeyboardInterrupt:
+        save_partial(f"degradation-{profile.name}", payload(partial, time.perf_counter() - t0), args.out_dir)
+        raise
+    path = save_result(f"degradation-{profile.name}", payload(out, out["seconds"]), args.out_dir)
     for label, h in out["histories"].items():
         print(f"{label:>10}: final train error {h.last['train_err']:.1%}, test error {h.last['test_err']:.1%}")
     print(f"wrote {path}")

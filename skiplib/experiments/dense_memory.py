@@ -131,6 +131,10 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.save:
+        from skiplib.experiments.provenance import check_outputs
+
+        check_outputs(args.out_dir, checkpoints=False)  # before the measurement, not after
     rows = block_memory_curve(args.depths, growth_rate=args.growth_rate, in_channels=2 * args.growth_rate,
                               batch=args.batch, image_size=args.image_size, steps=args.steps, device=device)
     print(f"Dense block (bottleneck, k={args.growth_rate}, k0={2 * args.growth_rate}), batch {args.batch} at "

@@ -65,12 +65,14 @@ def train_fc(kind: str, depth: int, lr: float, x: torch.Tensor, y: torch.Tensor,
 
 
 def depth_sweep(x: torch.Tensor, y: torch.Tensor, *, depths, lrs, epochs: int, kinds=("plain", "highway"),
-                gate_bias: float | dict = -2.0, verbose: bool = True, **kw) -> tuple[dict, dict]:
+                gate_bias: float | dict = -2.0, verbose: bool = True, runs: dict | None = None,
+                **kw) -> tuple[dict, dict]:
     """Train every (kind, depth, lr); ``gate_bias`` is one value or a dict depth -> value. Returns ``(best, all_runs)``: ``best[kind, depth]`` is the run
     with the lowest final training loss (the paper's "best training loss" per configuration),
-    ``all_runs[kind, depth, lr]`` every run (models of non-best runs are dropped to save memory)."""
+    ``all_runs[kind, depth, lr]`` every run (models of non-best runs are dropped to save memory).
+    ``runs`` (a dict) is filled with each run as it finishes, so an interrupted caller keeps them."""
     best: dict = {}
-    runs: dict = {}
+    runs = {} if runs is None else runs
     for kind in kinds:
         for depth in depths:
             for lr in lrs:
@@ -88,6 +90,19 @@ def depth_sweep(x: torch.Tensor, y: torch.Tensor, *, depths, lrs, epochs: int, k
     return best, runs
 
 
+def best_runs(runs: dict) -> dict:
+    """``{(kind, depth): run}`` with the lowest final training loss among ``runs`` (keyed (kind, depth, lr))."""
+    best: dict = {}
+    for (kind, depth, _), run in runs.items():
+        if (kind, depth) not in best or run.final_loss < best[kind, depth].final_loss:
+            best[kind, depth] = run
+    return best
+
+
+def _finite(loss: float) -> float | None:
+    return None if math.isinf(loss) else loss  # JSON has no infinity: a diverged run is null
+
+
 def uses_real_data(source: str) -> bool:
     """True unless the data is the smoke profile's synthetic stand-in."""
     return source != SOURCE_SYNTHETIC
@@ -98,35 +113,39 @@ def main(args) -> int:
     writes ``results/highway-depth-<profile>.json`` (best training loss per family and depth, every run's
     final loss and loss curve, provenance)."""
     from skiplib.exercises_highway import chapter_config
-    from skiplib.experiments.provenance import provenance, save_result
+    from skiplib.experiments.provenance import check_outputs, provenance, save_partial, save_result
     from skiplib.profile import get_profile
 
     torch.set_flush_denormal(True)  # deep plain nets produce denormals, which are very slow on CPUs
     profile = get_profile(args.profile)
     cfg = chapter_config(profile)
-    if args.epochs:
+    if args.epochs is not None:
         cfg["fc_epochs"] = args.epochs
-    x, y, source = flat_cifar10(cfg["fc_train_subset"], cfg["fc_image_size"], seed=cfg["seed"],
-                                allow_synthetic=profile.allow_synthetic)
-    t0 = time.perf_counter()
-    best, runs = depth_sweep(x, y, depths=cfg["depths"], lrs=cfg["fc_lrs"], epochs=cfg["fc_epochs"],
-                             gate_bias=cfg["fc_gate_bias"], batch_size=cfg["batch_size"], momentum=cfg["momentum"],
-                             weight_decay=cfg["fc_weight_decay"], schedule=cfg["schedule"], seed=cfg["seed"],
-                             device=profile.device)
-    seconds = time.perf_counter() - t0
-    payload = {
-        "experiment": "highway-depth",
-        "config": {k: (v if not isinstance(v, dict) else {str(d): b for d, b in v.items()}) for k, v in cfg.items()},
-        "best": {f"{k}{d}": {"lr": r.lr, "final_train_loss": r.final_loss} for (k, d), r in best.items()},
-        "runs": [{"kind": r.kind, "depth": r.depth, "lr": r.lr, "final_train_loss": r.final_loss,
-                  "train_loss": r.history.column("train_loss") if r.history is not None else None}
-                 for r in runs.values()],
-        "provenance": provenance(profile.device, source, seconds, profile.name),
-    }
-    payload["runs"] = [{**r, "final_train_loss": None if math.isinf(r["final_train_loss"]) else r["final_train_loss"]}
-                       for r in payload["runs"]]
-    payload["best"] = {k: {**v, "final_train_loss": None if math.isinf(v["final_train_loss"]) else v["final_train_loss"]}
-                       for k, v in payload["best"].items()}
-    path = save_result(f"highway-depth-{profile.name}", payload, args.out_dir)
+    check_outputs(args.out_dir, checkpoints=False)  # before minutes of training, not after (no checkpoints here)
+    runs, source, t0 = {}, "not loaded yet", time.perf_counter()
+
+    def payload(seconds: float) -> dict:
+        return {
+            "experiment": "highway-depth",
+            "config": {k: (v if not isinstance(v, dict) else {str(d): b for d, b in v.items()}) for k, v in cfg.items()},
+            "best": {f"{k}{d}": {"lr": r.lr, "final_train_loss": _finite(r.final_loss)}
+                     for (k, d), r in best_runs(runs).items()},
+            "runs": [{"kind": r.kind, "depth": r.depth, "lr": r.lr, "final_train_loss": _finite(r.final_loss),
+                      "train_loss": r.history.column("train_loss") if r.history is not None else None}
+                     for r in runs.values()],
+            "provenance": provenance(profile.device, source, seconds, profile.name),
+        }
+
+    try:
+        x, y, source = flat_cifar10(cfg["fc_train_subset"], cfg["fc_image_size"], seed=cfg["seed"],
+                                    allow_synthetic=profile.allow_synthetic)
+        t0 = time.perf_counter()
+        depth_sweep(x, y, depths=cfg["depths"], lrs=cfg["fc_lrs"], epochs=cfg["fc_epochs"], gate_bias=cfg["fc_gate_bias"],
+                    batch_size=cfg["batch_size"], momentum=cfg["momentum"], weight_decay=cfg["fc_weight_decay"],
+                    schedule=cfg["schedule"], seed=cfg["seed"], device=profile.device, runs=runs)
+    except KeyboardInterrupt:
+        save_partial(f"highway-depth-{profile.name}", payload(time.perf_counter() - t0), args.out_dir)
+        raise
+    path = save_result(f"highway-depth-{profile.name}", payload(time.perf_counter() - t0), args.out_dir)
     print(f"wrote {path}")
     return 0

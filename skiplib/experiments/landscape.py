@@ -21,7 +21,7 @@ from torch import nn
 from skiplib import landscape as L
 from skiplib import paths
 from skiplib.data import cifar10_loaders
-from skiplib.experiments.provenance import provenance, save_result
+from skiplib.experiments.provenance import check_outputs, provenance, save_partial, save_result
 from skiplib.exercises_why import chapter_config
 from skiplib.models import create_model
 from skiplib.profile import Profile, get_profile, seed_everything
@@ -53,17 +53,21 @@ def surface_batch(loader, n: int | None, seed: int = 0) -> tuple[torch.Tensor, t
 
 
 def train_pair(cfg: dict, train_loader, test_loader, *, device, depth: int | None = None,
-               progress: bool = False, checkpoints: bool = False) -> tuple[dict, dict]:
+               progress: bool = False, checkpoints: bool = False, data: dict | None = None,
+               histories: dict | None = None) -> tuple[dict, dict]:
     """Train plain-d and ResNet-d (d = ``depth``, default ``cfg["depth"]``) from the same seed on
     the same batches; return ``(models, histories)`` keyed ``plain56``, ``resnet56`` …. With
     ``checkpoints`` each net checkpoints every epoch to ``run_checkpoint("landscape", ...)``, keyed
-    by the training settings and the depth, so an interrupted call resumes where it stopped.
+    by the training settings and the depth, so an interrupted call resumes where it stopped; the
+    checkpoints also record ``data`` (the loaders' info dict). ``histories`` (a dict), if given,
+    receives each net's history as soon as it is trained.
     """
     depth = depth or cfg["depth"]
     key = {**{k: cfg[k] for k in TRAIN_KEYS if k in cfg}, "depth": depth}
     start = train_loader.state_dict()
     models: dict[str, nn.Module] = {}
-    histories: dict[str, History] = {}
+    histories = {} if histories is None else histories
+    data = None if data is None else {**data, "seed": cfg["seed"]}
     for family in ("plain", "resnet"):
         label = f"{family}{depth}"
         seed_everything(cfg["seed"])
@@ -71,9 +75,9 @@ def train_pair(cfg: dict, train_loader, test_loader, *, device, depth: int | Non
         models[label] = create_model(label)
         histories[label] = fit(models[label], train_loader, test_loader, epochs=cfg["epochs"], lr=cfg["lr"],
                                momentum=cfg["momentum"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],
-                               device=device, progress=progress, desc=label,
+                               device=device, progress=progress, desc=label, data=data,
                                checkpoint=run_checkpoint("landscape", key, label) if checkpoints else None)
-    return models, histories
+    return models, {label: histories[label] for label in models}
 
 
 def surfaces(models: dict, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> dict:
@@ -132,29 +136,34 @@ def paper_cost_ratio(points: int, images: int, image_size: int) -> float:
     return PAPER_GRID**2 * PAPER_IMAGES * PAPER_IMAGE_SIZE**2 / ours
 
 
-def run(cfg: dict, profile: Profile, progress: bool = True, checkpoints: bool = False) -> dict:
+def run(cfg: dict, profile: Profile, progress: bool = True, checkpoints: bool = False,
+        partial: dict | None = None) -> dict:
     """The whole experiment for one profile: train (checkpointed per epoch with ``checkpoints``),
-    surfaces, 1-D slices, lesion curves."""
+    surfaces, 1-D slices, lesion curves. ``partial`` (a dict) receives each part as it finishes
+    (``info``, ``histories`` per net, ``surfaces``, ``slices``, ``lesions``), so an interrupted
+    caller can save them."""
     t0 = time.perf_counter()
+    part = {} if partial is None else partial
     train_loader, test_loader, info = loaders(cfg, profile.device, allow_synthetic=profile.allow_synthetic)
-    models, histories = train_pair(cfg, train_loader, test_loader, device=profile.device, progress=progress,
-                                   checkpoints=checkpoints)
+    part.update(config=cfg, info=info, histories={})
+    models, _ = train_pair(cfg, train_loader, test_loader, device=profile.device, progress=progress,
+                           checkpoints=checkpoints, data=info, histories=part["histories"])
     x, y = surface_batch(train_loader, cfg["surface_images"], seed=cfg["seed"])
-    surf = surfaces(models, x, y, cfg)
+    part["surfaces"] = surfaces(models, x, y, cfg)
     alphas = L.grid(cfg["span"], cfg["slice_points"])
-    slices = {}
+    part["slices"] = {}
     for label, model in models.items():
         d1 = L.directions_from_spec(model, L.direction_spec(cfg["direction_seeds"][:1]))[0]
-        slices[label] = L.surface_1d(model, x, y, d1, alphas, batch_size=cfg["surface_batch"])
+        part["slices"][label] = L.surface_1d(model, x, y, d1, alphas, batch_size=cfg["surface_batch"])
     if cfg["lesion_depth"] != cfg["depth"]:
-        lesion_models, lesion_hist = train_pair(cfg, train_loader, test_loader, device=profile.device,
-                                                depth=cfg["lesion_depth"], progress=progress, checkpoints=checkpoints)
-        histories.update(lesion_hist)
+        lesion_models, _ = train_pair(cfg, train_loader, test_loader, device=profile.device, depth=cfg["lesion_depth"],
+                                      progress=progress, checkpoints=checkpoints, data=info,
+                                      histories=part["histories"])
     else:
         lesion_models = models
-    lesions = {label: lesion_curve(m, test_loader) for label, m in lesion_models.items()}
-    return {"config": cfg, "info": info, "histories": {k: h.records for k, h in histories.items()},
-            "surfaces": surf, "slices": slices, "lesions": lesions, "seconds": time.perf_counter() - t0}
+    part["lesions"] = {label: lesion_curve(m, test_loader) for label, m in lesion_models.items()}
+    return {**part, "histories": {k: h.records for k, h in part["histories"].items()},
+            "seconds": time.perf_counter() - t0}
 
 
 def main(args) -> int:
@@ -173,10 +182,22 @@ def main(args) -> int:
         return 0
     profile = get_profile(args.profile)
     cfg = chapter_config(profile)
-    out = run(cfg, profile, checkpoints=True)
-    payload = {"experiment": "landscape", **{k: v for k, v in out.items() if k not in ("seconds", "info")},
-               "provenance": provenance(profile.device, out["info"]["source"], out["seconds"], profile.name)}
-    path = save_result(f"landscape-{profile.name}", payload, args.out_dir)
+    check_outputs(args.out_dir)  # before minutes of training, not after
+    partial, t0 = {}, time.perf_counter()
+
+    def payload(out: dict, seconds: float) -> dict:
+        histories = {k: (h.records if isinstance(h, History) else h) for k, h in out.get("histories", {}).items()}
+        return {"experiment": "landscape", **{k: v for k, v in out.items() if k not in ("seconds", "info")},
+                "histories": histories,
+                "provenance": provenance(profile.device, out.get("info", {}).get("source", "not loaded yet"), seconds,
+                                         profile.name)}
+
+    try:
+        out = run(cfg, profile, checkpoints=True, partial=partial)
+    except KeyboardInterrupt:
+        save_partial(f"landscape-{profile.name}", payload(partial, time.perf_counter() - t0), args.out_dir)
+        raise
+    path = save_result(f"landscape-{profile.name}", payload(out, out["seconds"]), args.out_dir)
     for label, s in out["surfaces"].items():
         print(f"{label:>9}: roughness {s['roughness']}, surface {s['seconds']:.0f} s")
     print(f"wrote {path}")

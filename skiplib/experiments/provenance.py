@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 import skiplib
+from skiplib.checkpoints import checkpoint_dir, writable_dir
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -33,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(skiplib.__file__).resolve().parent
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+PARTIAL = ".partial"  # file-name suffix of an interrupted run's results
 _PROFILES = ("smoke", "cpu", "gpu")
 # Result-name prefix -> the ``python -m skiplib`` subcommand whose ``--profile P`` run writes
 # ``<prefix>-P.json`` (each experiment's main() calls save_result(f"<prefix>-{profile.name}")).
@@ -106,7 +108,8 @@ def available_results() -> list[str]:
     ref = _reference_dir()
     if ref is None:
         return []
-    return sorted(p.name[: -len(".json")] for p in ref.iterdir() if p.name.endswith(".json") and p.is_file())
+    return sorted(p.name[: -len(".json")] for p in ref.iterdir()
+                  if p.name.endswith(".json") and not p.name.endswith(PARTIAL + ".json") and p.is_file())
 
 
 def load_result(name: str, directory: str | os.PathLike | None = None) -> dict | None:
@@ -155,18 +158,37 @@ def _inside_installation(path: Path) -> bool:
     return path.is_relative_to(PACKAGE_DIR) or any(part in ("site-packages", "dist-packages") for part in path.parts)
 
 
+def _result_dir(directory: str | os.PathLike | None, what: str) -> Path:
+    """``directory`` (default: the current folder), resolved; refused inside an installed package."""
+    directory = Path(directory if directory is not None else os.getcwd()).expanduser().resolve()
+    if _inside_installation(directory):
+        raise ValueError(f"refusing to write {what} into {directory}: that is inside an installed package "
+                         "(skiplib or site-packages). Pass --out-dir (or directory=) with a folder of your own, "
+                         "e.g. --out-dir results in a skiplib checkout.")
+    return directory
+
+
+def check_outputs(directory: str | os.PathLike | None, *, checkpoints: bool = True) -> Path:
+    """Before a CLI command trains for minutes: the folder its result goes to (``--out-dir``) and,
+    with ``checkpoints``, the checkpoint folder must take a file; a ValueError saying which folder
+    and how to fix it otherwise, so a finished run is never lost at the last step. Returns the
+    result folder."""
+    out = writable_dir(_result_dir(directory, "the results"), "the output folder (--out-dir)",
+                       "pass --out-dir with a folder you can write")
+    if checkpoints:
+        checkpoint_dir()  # refuses an unwritable $SKIPLIB_CHECKPOINTS; moves off a read-only data folder
+    return out
+
+
 def save_result(name: str, payload: dict, directory: str | os.PathLike | None = None) -> Path:
     """Write ``<directory>/<name>.json`` (pretty, stable key order) atomically; return its path.
+    A leftover ``<name>.partial.json`` of an interrupted run (:func:`save_partial`) is removed.
 
     ``directory`` defaults to the current folder. Writing inside the installed package (or any
     site-packages) is refused: reference runs are made in a checkout, into its ``results/``.
     """
     _check_name(name)
-    directory = Path(directory if directory is not None else os.getcwd()).expanduser().resolve()
-    if _inside_installation(directory):
-        raise ValueError(f"refusing to write {name}.json into {directory}: that is inside an installed package "
-                         "(skiplib or site-packages). Pass --out-dir (or directory=) with a folder of your own, "
-                         "e.g. --out-dir results in a skiplib checkout.")
+    directory = _result_dir(directory, f"{name}.json")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
     tmp = directory / f".{name}.json.{os.getpid()}.tmp"
@@ -175,4 +197,16 @@ def save_result(name: str, payload: dict, directory: str | os.PathLike | None = 
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    if not name.endswith(PARTIAL):
+        (directory / f"{name}{PARTIAL}.json").unlink(missing_ok=True)  # the whole run supersedes it
+    return path
+
+
+def save_partial(name: str, payload: dict, directory: str | os.PathLike | None = None) -> Path:
+    """What an interrupted (Ctrl-C) CLI run calls before re-raising: write the parts that finished to
+    ``<name>.partial.json``, marked ``"partial": true``. Its own file, so a complete reference run of
+    the same name is never overwritten by a partial one; the next complete run removes it."""
+    path = save_result(name + PARTIAL, {**payload, "partial": True}, directory)
+    print(f"interrupted: wrote what finished so far to {path} (marked partial); the same command resumes "
+          "from the checkpoints", file=sys.stderr)
     return path

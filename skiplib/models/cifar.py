@@ -14,9 +14,28 @@ import torch
 from torch import nn
 
 from skiplib.blocks import BasicBlock, check_shortcut, he_init_
-from skiplib.models.registry import register_model
+from skiplib.blocks.bottleneck import check_channels as check_positive_ints
+from skiplib.models.registry import fixed_by_name, register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+
+
+def check_cifar_net(net: str, depth: int, widths, num_classes: int, in_channels: int) -> tuple[int, int, int]:
+    """Check the arguments every CIFAR net of the course shares (ResNet, plain, pre-activation,
+    highway): depth 6n+2, three positive stage widths, positive ``num_classes`` and ``in_channels``;
+    a ValueError naming the argument otherwise (a zero width would only fail deep inside torch).
+    Returns ``widths`` as a tuple."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
+        raise ValueError(f"{net} depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
+    if not isinstance(widths, (tuple, list)) or len(widths) != 3:
+        raise ValueError(f"widths must be 3 channel counts, one per stage (e.g. (16, 32, 64)), got {widths!r}")
+    check_positive_ints(**{f"widths[{i}]": w for i, w in enumerate(widths)}, num_classes=num_classes,
+                        in_channels=in_channels)
+    return tuple(widths)
+
+
+def _depth_hint(prefix: str, cls: str) -> str:
+    return (f"use create_model('{prefix}<depth>') for depth in {CIFAR_DEPTHS}, or {cls}(depth=...) for any 6n+2")
 
 
 class CifarResNet(nn.Module):
@@ -32,8 +51,7 @@ class CifarResNet(nn.Module):
         block: Callable[[int, int, int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
+        widths = check_cifar_net("CIFAR ResNet", depth, widths, num_classes, in_channels)
         self.depth = depth
         self.shortcut = check_shortcut(shortcut)
         # ``block(in_channels, out_channels, stride)`` swaps in another block (a new kind of skip,
@@ -89,8 +107,11 @@ def plain_net(depth: int, **kwargs) -> CifarResNet:
 
 
 def _register_depth(depth: int) -> None:
-    register_model(f"resnet{depth}")(lambda **kw: cifar_resnet(depth, **kw))
-    register_model(f"plain{depth}")(lambda **kw: plain_net(depth, **kw))
+    # depth is fixed by the name; a closure, not a default argument that a caller could override
+    register_model(f"resnet{depth}")(
+        lambda **kw: cifar_resnet(**fixed_by_name(f"resnet{depth}", kw, _depth_hint("resnet", "CifarResNet"), depth=depth)))
+    register_model(f"plain{depth}")(
+        lambda **kw: plain_net(**fixed_by_name(f"plain{depth}", kw, _depth_hint("plain", "CifarResNet"), depth=depth)))
 
 
 for _depth in CIFAR_DEPTHS:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from skiplib.blocks.dense import DenseBlock, DenseLayer, Transition
 from skiplib.models.imagenet import fetch_weights
-from skiplib.models.registry import register_model
+from skiplib.models.registry import fixed_by_name, register_model
 
 # exact counts of the paper's designs; asserted in the tests and in Chapter 5
 PARAMETERS = {"densenet40": 1_019_722, "densenet_bc100": 769_162, "densenet121": 7_978_856}
@@ -126,18 +126,21 @@ def cifar_densenet(depth: int = 40, growth_rate: int = 12, bottleneck: bool = Fa
                     compression=compression, num_classes=num_classes, stem="cifar", **kwargs)
 
 
+_HINT = "use cifar_densenet(depth, growth_rate, bottleneck, compression) for another CIFAR DenseNet"
+
+
 @register_model("densenet40")
 def densenet40(**kwargs) -> DenseNet:
     """CIFAR DenseNet, L = 40, k = 12 (1,019,722 parameters; paper: 1.0M)."""
     kwargs.setdefault("growth_rate", 12)
-    return cifar_densenet(40, **kwargs)
+    return cifar_densenet(**fixed_by_name("densenet40", kwargs, _HINT, depth=40))
 
 
 @register_model("densenet_bc100")
 def densenet_bc100(**kwargs) -> DenseNet:
     """CIFAR DenseNet-BC, L = 100, k = 12, theta = 0.5 (769,162 parameters; paper: 0.8M)."""
     kwargs.setdefault("growth_rate", 12)
-    return cifar_densenet(100, bottleneck=True, compression=0.5, **kwargs)
+    return cifar_densenet(**fixed_by_name("densenet_bc100", kwargs, _HINT, depth=100, bottleneck=True, compression=0.5))
 
 
 # ------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from skiplib.blocks.highway import DEFAULT_GATE_BIAS, ConvHighwayLayer, HighwayLayer, check_gate_bias
-from skiplib.models.registry import register_model
+from skiplib.models.cifar import check_cifar_net, check_positive_ints
+from skiplib.models.registry import fixed_by_name, register_model
 
 FC_KINDS = ("highway", "plain")
 FC_WIDTHS = {"highway": 50, "plain": 71}  # the paper's thin layers: ~5,000 parameters each
@@ -53,8 +54,7 @@ class FCNet(nn.Module):
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
             raise ValueError(f"depth (number of hidden layers) must be an int >= 2, got {depth!r}")
         width = FC_WIDTHS[kind] if width is None else width
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive int, got {width!r}")
+        check_positive_ints(width=width, in_features=in_features, num_classes=num_classes)
         self.depth, self.kind, self.width = depth, kind, width
         self.gate_bias = check_gate_bias(gate_bias)
         self.stem = PlainLayer(in_features, width)
@@ -80,8 +80,7 @@ class HighwayCifarNet(nn.Module):
     def __init__(self, depth: int = 20, num_classes: int = 10, widths: tuple[int, int, int] = HIGHWAY_CIFAR_WIDTHS,
                  gate_bias: float = DEFAULT_GATE_BIAS, in_channels: int = 3) -> None:
         super().__init__()
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"highway CIFAR net depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth!r}")
+        widths = check_cifar_net("highway CIFAR net", depth, widths, num_classes, in_channels)
         self.depth = depth
         self.gate_bias = check_gate_bias(gate_bias)
         n = (depth - 2) // 6
@@ -137,7 +136,18 @@ def gate_activity(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return gates
 
 
-register_model("highway_fc")(lambda **kw: FCNet(kind="highway", **kw))
-register_model("plain_fc")(lambda **kw: FCNet(kind="plain", **kw))
-for _depth in (20, 32, 56):
-    register_model(f"highway{_depth}")(lambda _d=_depth, **kw: HighwayCifarNet(depth=_d, **kw))
+_FC_HINT = "use create_model('highway_fc') or create_model('plain_fc'), or FCNet(kind=...)"
+register_model("highway_fc")(lambda **kw: FCNet(**fixed_by_name("highway_fc", kw, _FC_HINT, kind="highway")))
+register_model("plain_fc")(lambda **kw: FCNet(**fixed_by_name("plain_fc", kw, _FC_HINT, kind="plain")))
+HIGHWAY_CIFAR_DEPTHS = (20, 32, 56)
+
+
+def _register_depth(depth: int) -> None:
+    # depth is fixed by the name; a closure, not a default argument (``_d=56``) that a caller could override
+    hint = f"use create_model('highway<depth>') for depth in {HIGHWAY_CIFAR_DEPTHS}, or HighwayCifarNet(depth=...)"
+    register_model(f"highway{depth}")(
+        lambda **kw: HighwayCifarNet(**fixed_by_name(f"highway{depth}", kw, hint, depth=depth)))
+
+
+for _depth in HIGHWAY_CIFAR_DEPTHS:
+    _register_depth(_depth)

@@ -139,11 +139,21 @@ def fetch_weights(weights, arch: str, *, download: bool = True, progress: bool =
     the ResNets here and DenseNet-121 (Chapter 5)."""
     path = weights_cache_path(weights)
     if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            # weights_only: a weights file holds tensors only, so loading it can never run code
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated download, disk error, an HTML error page saved as .pth ...
+            # not torch's own text: for a refused pickle it suggests switching weights_only off, which runs code
+            raise RuntimeError(
+                f"the cached weights file {path} for {arch} cannot be read ({type(e).__name__}): it is truncated, "
+                "corrupt, or holds more than tensors (which could run code, so it is not loaded).\n"
+                "To proceed, delete that file and run again to download it afresh, or place a good copy of "
+                f"{weights.url} there.") from None
     reason = "downloading is switched off (download=False)"
     if download:
         try:
-            return torch.hub.load_state_dict_from_url(weights.url, progress=progress, check_hash=True, map_location="cpu")
+            return torch.hub.load_state_dict_from_url(weights.url, progress=progress, check_hash=True, map_location="cpu",
+                                                      weights_only=True)
         except Exception as e:  # no internet, proxy, disk full, truncated file ...: say what to do
             reason = f"the download failed ({type(e).__name__}: {e})"
     raise RuntimeError(
@@ -159,6 +169,10 @@ def fetch_weights(weights, arch: str, *, download: bool = True, progress: bool =
 
 def _build(arch: str, pretrained: bool | str, progress: bool, download: bool, **kwargs) -> ResNet:
     block, layers = ARCHS[arch]
+    fixed = [k for k in ("block", "layers") if k in kwargs]
+    if fixed:  # the name says which; ResNet(block, layers) builds any other
+        raise ValueError(f"{arch} fixes {' and '.join(fixed)} by its name; use create_model('resnet18' / 'resnet34' / "
+                         "'resnet50') or ResNet(block, layers) for another layout")
     if pretrained is False or pretrained is None:
         return ResNet(block, layers, **kwargs)
     if kwargs.get("num_classes", 1000) != 1000 or kwargs.get("shortcut", "projection") != "projection" \

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from skiplib.blocks import PreActBlock, check_shortcut, he_init_
-from skiplib.models.cifar import CIFAR_DEPTHS
-from skiplib.models.registry import register_model
+from skiplib.models.cifar import CIFAR_DEPTHS, _depth_hint, check_cifar_net
+from skiplib.models.registry import fixed_by_name, register_model
 
 
 class PreActCifarResNet(nn.Module):
@@ -23,8 +23,7 @@ class PreActCifarResNet(nn.Module):
     def __init__(self, depth: int = 20, num_classes: int = 10, shortcut: str = "identity",
                  widths: tuple[int, int, int] = (16, 32, 64), in_channels: int = 3) -> None:
         super().__init__()
-        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
+        widths = check_cifar_net("CIFAR ResNet", depth, widths, num_classes, in_channels)
         self.depth = depth
         self.shortcut = check_shortcut(shortcut)
         n = (depth - 2) // 6
@@ -65,7 +64,8 @@ class PreActCifarResNet(nn.Module):
 
 
 def _register_depth(depth: int) -> None:
-    register_model(f"preact{depth}")(lambda **kw: PreActCifarResNet(depth=depth, **kw))
+    register_model(f"preact{depth}")(lambda **kw: PreActCifarResNet(
+        **fixed_by_name(f"preact{depth}", kw, _depth_hint("preact", "PreActCifarResNet"), depth=depth)))
 
 
 for _depth in CIFAR_DEPTHS:

@@ -21,6 +21,16 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return add
 
 
+def fixed_by_name(model: str, kwargs: dict, hint: str, **fixed) -> dict:
+    """``kwargs`` plus the settings that the name ``model`` fixes (``resnet20``: ``depth=20``); a
+    ValueError when ``kwargs`` asks for another value, because a model called ``resnet20`` that is
+    56 layers deep would mislabel every result made with it. ``hint`` says what to use instead."""
+    for key, value in fixed.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"{model} has {key}={value!r} fixed by its name, got {key}={kwargs[key]!r}; {hint}")
+    return {**kwargs, **fixed}
+
+
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, sorted."""
     return sorted(_REGISTRY)

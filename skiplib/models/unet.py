@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from skiplib.blocks.unet import DoubleConv, Down, OutConv, Up
-from skiplib.models.registry import register_model
+from skiplib.models.registry import fixed_by_name, register_model
 
 PAPER_PARAMETERS = 31_030_658  # UNet() = the configuration of Ronneberger et al. (2015), Fig. 1
 
@@ -89,5 +89,5 @@ def unet(**kw) -> UNet:
 
 @register_model("unet_noskip")
 def unet_noskip(**kw) -> UNet:
-    """The same encoder-decoder without long skips (Chapter 6's ablation)."""
-    return UNet(**{**kw, "skips": False})
+    """The same encoder-decoder without long skips (Chapter 6's ablation); ``skips`` is fixed to False."""
+    return UNet(**fixed_by_name("unet_noskip", kw, "use create_model('unet', skips=...) to choose the skips", skips=False))
