@@ -10,6 +10,7 @@ Chapter 6's procedural segmentation data (touching cells with thin boundaries) l
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -46,8 +47,20 @@ def data_dir() -> Path:
     """``$SKIPLIB_DATA`` if set, else ``~/.cache/skiplib``; created if missing. Used from Chapter 1 onward."""
     env = os.environ.get("SKIPLIB_DATA")
     path = Path(env).expanduser() if env else Path.home() / ".cache" / "skiplib"
-    path.mkdir(parents=True, exist_ok=True)
+    what = f"SKIPLIB_DATA={env}" if env else "the default data folder"
+    _require_folder(path, what, "point SKIPLIB_DATA at a folder, or unset it to use ~/.cache/skiplib")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, no permission, read-only disk: say which setting to change
+        raise RuntimeError(f"cannot create the data folder {path} ({what}): {type(e).__name__}: {e}. "
+                           "Set SKIPLIB_DATA to a folder you can write to") from e
     return path
+
+
+def _require_folder(path: Path, what: str, fix: str) -> None:
+    # mkdir on a file raises FileExistsError, which does not say what is wrong; say it here.
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} must be a folder (CIFAR-10 and its cache live in it), but {path} is a file; {fix}")
 
 
 @dataclass
@@ -81,20 +94,33 @@ def _read_batches(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]
     return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
 
 
-def _list_folder(folder: Path) -> tuple[list[str], list[int]]:
+def _list_folder(folder: Path) -> tuple[list[str], list[int], str]:
+    """Image paths and labels in torchvision's class order, and a digest of the listing."""
     # Hidden folders (.ipynb_checkpoints on Colab) are not classes.
     found = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     if set(found) != set(CIFAR10_CLASSES):
         raise RuntimeError(f"{folder} must hold one folder per CIFAR-10 class {CIFAR10_CLASSES}; found {found}")
-    files, labels = [], []
+    files, labels, empty = [], [], []
+    # Names, sizes and modification times key the tensor cache: a replaced or re-extracted image
+    # changes the digest, so the cache never serves pixels the folder no longer holds.
+    digest = hashlib.sha256()
     for label, name in enumerate(CIFAR10_CLASSES):  # labels follow torchvision's order
         d = os.path.join(folder, name)  # plain strings: 50k Path objects cost more than the listing
-        files += [os.path.join(d, n) for n in sorted(
-            e.name for e in os.scandir(d) if e.is_file() and e.name.lower().endswith(_IMAGE_EXTS))]
-        labels += [label] * (len(files) - len(labels))
-    if not files:
-        raise RuntimeError(f"no .png/.jpg images in the class folders of {folder}")
-    return files, labels
+        entries = sorted((e for e in os.scandir(d) if e.is_file() and e.name.lower().endswith(_IMAGE_EXTS)),
+                         key=lambda e: e.name)
+        if not entries:
+            empty.append(d)
+        for e in entries:
+            st = e.stat()
+            digest.update(f"{name}/{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            files.append(os.path.join(d, e.name))
+        labels += [label] * len(entries)
+    if empty:
+        # A class with no images would silently train a 9-class problem (or none at all).
+        which = "any class folder" if len(empty) == len(CIFAR10_CLASSES) else ", ".join(empty)
+        raise RuntimeError(f"no .png/.jpg images in {which}: each of the 10 CIFAR-10 class folders under "
+                           f"{folder} needs its images (an interrupted copy or extraction? extract the data again)")
+    return files, labels, digest.hexdigest()[:16]
 
 
 def _decode(files: list[str]) -> torch.Tensor:
@@ -102,10 +128,16 @@ def _decode(files: list[str]) -> torch.Tensor:
 
     out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
     for i, path in enumerate(files):  # a plain loop: ~40k tiny images/s, no worker start-up cost
-        with Image.open(path) as im:
-            if im.size != (32, 32):
-                raise RuntimeError(f"{path} is {im.size[0]}x{im.size[1]}; CIFAR-10 images are 32x32")
-            out[i] = np.asarray(im.convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                size = im.size
+                rgb = np.asarray(im.convert("RGB")) if size == (32, 32) else None
+        except Exception as e:  # truncated, corrupt or not an image: PIL's error does not name the file
+            raise RuntimeError(f"cannot read the image {path} ({type(e).__name__}: {e}); it is corrupt or "
+                               "truncated: replace or delete it, or extract the data again") from e
+        if rgb is None:
+            raise RuntimeError(f"{path} is {size[0]}x{size[1]}; CIFAR-10 images are 32x32")
+        out[i] = rgb
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -114,14 +146,13 @@ def _local_source(root: Path, split: str) -> tuple[str, str, Callable[[], tuple]
     batches = root / "cifar-10-batches-py"
     paths = [batches / n for n in _BATCH_FILES[split]]
     if all(p.is_file() for p in paths):
-        fingerprint = ",".join(f"{p.name}:{p.stat().st_size}" for p in paths)
+        fingerprint = ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
         return SOURCE_BATCHES, fingerprint, lambda: _read_batches(batches, split)
     folder = root / "cifar10" / split
     if folder.is_dir():
-        files, labels = _list_folder(folder)
+        files, labels, digest = _list_folder(folder)
         jpeg = all(f.lower().endswith((".jpg", ".jpeg")) for f in files)
-        # The file count keeps a half-finished extraction from staying cached forever.
-        fingerprint = f"{len(files)} files"
+        fingerprint = f"{len(files)} files, listing {digest}"
         return (SOURCE_JPEG if jpeg else SOURCE_FOLDER), fingerprint, lambda: (
             _decode(files), torch.tensor(labels, dtype=torch.int64))
     return None
@@ -133,14 +164,17 @@ def _cache_path(root: Path, source: str, split: str) -> Path:
     return root / "cache" / f"cifar10-{slug}-{split}.pt"
 
 
-def _read_cache(path: Path, fingerprint: str | None = None) -> ImageSet | None:
+def _read_cache(path: Path, fingerprint: str | None = None) -> tuple[ImageSet | None, str | None]:
+    """(the cached set or None, why an existing cache file was not usable or None)."""
+    if not path.is_file():
+        return None, None
     try:
         d = torch.load(path, weights_only=True)
         if fingerprint is not None and d.get("fingerprint") != fingerprint:
-            return None
-        return ImageSet(d["images"], d["labels"], d["source"])
-    except Exception:  # missing, torn or foreign: decode again rather than fail
-        return None
+            return None, "made from other files"
+        return ImageSet(d["images"], d["labels"], d["source"]), None
+    except Exception as e:  # torn or foreign: decode again rather than fail, but remember why
+        return None, f"unreadable: corrupt or from another version ({type(e).__name__}: {str(e)[:120]})"
 
 
 def _write_cache(path: Path, ds: ImageSet, fingerprint: str) -> bool:
@@ -163,7 +197,11 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None, *,
     Used from Chapter 1 onward."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    root = Path(root).expanduser() if root is not None else data_dir()
+    if root is not None:
+        root = Path(root).expanduser()
+        _require_folder(root, "root", "pass the folder that holds cifar10/ or cifar-10-batches-py/")
+    else:
+        root = data_dir()
     t0 = time.perf_counter()
 
     def done(ds: ImageSet, note: str) -> ImageSet:
@@ -173,12 +211,15 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None, *,
 
     found = _local_source(root, split)
     download_note = "not tried (download=False)"
+    bad_caches = []  # (path, why): the "not found" message says them, or it would hide a corrupt cache
     if found is None:
         # The source files may have been deleted to save space while their cache remains.
         for source in (SOURCE_BATCHES, SOURCE_JPEG, SOURCE_FOLDER):
-            ds = _read_cache(path := _cache_path(root, source, split))
+            ds, why = _read_cache(path := _cache_path(root, source, split))
             if ds is not None:
                 return done(ds, f"cache {path}")
+            if why is not None:
+                bad_caches.append((path, why))
         if download:
             try:
                 from torchvision.datasets import CIFAR10
@@ -190,20 +231,22 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None, *,
             found = _local_source(root, split)
     if found is not None:
         source, fingerprint, read = found
-        ds = _read_cache(path := _cache_path(root, source, split), fingerprint)
+        ds, why = _read_cache(path := _cache_path(root, source, split), fingerprint)
         if ds is not None:
             return done(ds, f"cache {path}")
         ds = ImageSet(*read(), source)
-        note = f"decoded in {time.perf_counter() - t0:.1f} s"
+        note = f"decoded in {time.perf_counter() - t0:.1f} s" + (f" (the cache was {why})" if why else "")
         return done(ds, note + (f", cached to {path}" if _write_cache(path, ds, fingerprint) else ""))
     if allow_synthetic:
         ds = synthetic_cifar10(_SYNTHETIC_SIZES[split], seed=SPLITS.index(split))
         return done(ds, "generated")
     raise RuntimeError(
-        f"CIFAR-10 {split} split not found. Looked for:\n"
+        f"CIFAR-10 {split} split not found{' (and a cache file is unreadable, see below)' if bad_caches else ''}. "
+        "Looked for:\n"
         f"  {root / 'cifar-10-batches-py'}/{{{','.join(_BATCH_FILES[split])}}}  (torchvision's batches)\n"
         f"  {root / 'cifar10' / split}/<class>/*.png|jpg  (image folder)\n"
         f"  {root / 'cache'}/cifar10-*-{split}.pt  (decoded cache)\n"
+        + "".join(f"    {p} exists but is {why}: delete it\n" for p, why in bad_caches) +
         f"  torchvision download: {download_note}\n"
         "To get the data: set SKIPLIB_DATA to a directory that holds it (or pass root=...), run once\n"
         "with internet access so torchvision downloads it there, or extract an image-folder copy:\n"

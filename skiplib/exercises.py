@@ -6,20 +6,21 @@ reported as a failed test, and each test is bounded in time. A function that sti
 ``NotImplementedError`` (the student notebooks' placeholder, see ``skiplib.student``) is
 reported as "not attempted".
 
-When the environment variable ``SKIPLIB_GRADE_TOKEN`` is set (by ``python -m skiplib.student
-grade``), :func:`run_checks` also prints one machine-readable line,
-``GRADE <token> {"exercise": ..., "passed": n, "total": m, "attempted": ...}``; learners and
-the website never see it.
+:func:`run_checks` also keeps a record, ``{"exercise": ..., "passed": n, "total": m,
+"attempted": ...}``, in the kernel's memory. ``python -m skiplib.student grade`` collects the
+records after each cell through the kernel protocol (:mod:`skiplib.grading`), never from what
+a cell prints, so a printed line cannot pose as a result; learners and the website see nothing
+of it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
 import traceback
+from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterable
 
@@ -27,8 +28,17 @@ import torch
 
 Check = tuple[str, Callable[[], "str | None"]]  # (what is tested, test returning None if ok or a message)
 
-GRADE_TOKEN_ENV = "SKIPLIB_GRADE_TOKEN"
 NOT_ATTEMPTED = "not attempted"
+# The grader drains this after every cell; bounded so a long session that never grades
+# cannot grow it without end.
+_RECORDS: deque[dict] = deque(maxlen=1000)
+
+
+def _drain_records() -> str:
+    """The check records since the last call, as JSON, and forget them (called by the grader)."""
+    out = json.dumps(list(_RECORDS))
+    _RECORDS.clear()
+    return out
 
 
 class _Timeout(Exception):
@@ -111,11 +121,8 @@ def run_checks(title: str, checks: Iterable[Check], *, time_limit: float = 20.0,
         print("\n".join(lines))
         if passed == total:
             print("Well done!")
-    token = os.environ.get(GRADE_TOKEN_ENV)
-    if token:  # only while `python -m skiplib.student grade` runs the notebook
-        record = {"exercise": _check_name(title), "title": title, "passed": passed, "total": total,
-                  "attempted": attempted}
-        print(f"GRADE {token} {json.dumps(record)}", flush=True)
+    _RECORDS.append({"exercise": _check_name(title), "title": title, "passed": passed, "total": total,
+                     "attempted": attempted})
     return passed == total
 
 

@@ -7,7 +7,9 @@ grade, nbclient and ipykernel; not torch. Command line::
     python -m skiplib.student build [SRC ...] OUT      # student set of the notebooks in SRC
     python -m skiplib.student list [SRC ...]           # table of the exercises (markdown)
     python -m skiplib.student links [--branch student]  # Colab links to the published student set
-    python -m skiplib.student grade DIR --out grades.csv [--timeout S] [--feedback DIR]
+    python -m skiplib.student grade DIR --out grades.csv [--timeout S] [--notebook-timeout S] [--feedback DIR]
+
+Grading itself lives in :mod:`skiplib.grading` (each submission in its own process and kernel).
 
 A student notebook is the chapter notebook with every ``### BEGIN SOLUTION`` … ``### END
 SOLUTION`` region of a code cell replaced by ``raise NotImplementedError`` (at the markers'
@@ -20,11 +22,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
 import json
-import os
 import re
-import secrets
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from skiplib import notebooks
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"  # nbgrader's markers
 PLACEHOLDER = "raise NotImplementedError"
 SOLUTION_DIRECTIVES = ("solution", "solution-start", "solution-end")  # sphinx-exercise
-GRADE_LINE = re.compile(r"^GRADE (\S+) (\{.*\})\s*$", re.M)
 
 
 # --- the student set -------------------------------------------------------------------
@@ -239,83 +237,6 @@ def exercise_table(sources: Iterable[str | Path] | None = None) -> str:
     return "\n".join(rows)
 
 
-# --- grading ---------------------------------------------------------------------------
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def grade_notebook(path: str | Path, *, timeout: int = 120, profile: str = "smoke",
-                   feedback: str | Path | None = None) -> tuple[dict[str, tuple[float, float]], int]:
-    """Execute one submitted notebook and score it: ({exercise id: (score 0..1, points)},
-    number of cells that raised). An exercise whose check did not report scores 0, and so
-    does one "not attempted" (its code still raises NotImplementedError)."""
-    from nbclient import NotebookClient
-
-    path = Path(path)
-    nb = notebooks.read(path)
-    token = secrets.token_hex(8)  # a learner's print() cannot forge a result line it cannot guess
-    env = {**os.environ, "SKIPLIB_PROFILE": profile, "SKIPLIB_GRADE_TOKEN": token}
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            interrupt_on_timeout=True, resources={"metadata": {"path": str(path.parent)}})
-    try:
-        client.execute(env=env)
-    except Exception as e:  # a dead kernel: grade what ran so far
-        print(f"{path.name}: execution stopped early ({type(e).__name__}: {e})", file=sys.stderr)
-    scores: dict[str, tuple[float, float]] = {}
-    errors = 0
-    checks = {i: (ids, points) for i, ids, points in check_cells(nb)}
-    for i, cell in enumerate(nb.cells):
-        outputs = cell.get("outputs", []) if cell.cell_type == "code" else []
-        errors += any(o.output_type == "error" for o in outputs)
-        text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-        records = [json.loads(m.group(2)) for m in GRADE_LINE.finditer(text) if m.group(1) == token]
-        for o in outputs:  # feedback copies show the learner's view only
-            if o.output_type == "stream":
-                o.text = re.sub(rf"^GRADE {token} .*\n?", "", o.text, flags=re.M)
-        ids, points = checks.get(i, ([], 1.0))
-        by_cell = len(ids) == 1 and bool(_grade_meta(cell).get("grade_id"))
-        for ex_id in ids:
-            mine = records if by_cell else [r for r in records if r["exercise"] == ex_id]
-            total = sum(r["total"] for r in mine)
-            ok = total > 0 and all(r["attempted"] for r in mine)
-            key, n = ex_id, 1
-            while key in scores:  # the same check called in two cells
-                n += 1
-                key = f"{ex_id}_{n}"
-            scores[key] = (sum(r["passed"] for r in mine) / total if ok else 0.0, points)
-    if feedback is not None:
-        Path(feedback).mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, str(Path(feedback) / path.name))
-    return scores, errors
-
-
-def grade(folder: str | Path, out: str | Path, **kw) -> list[dict[str, str]]:
-    """Grade every notebook under ``folder``; write a CSV with one row per notebook: the score
-    of each exercise (passed/total checks, blank if the notebook has no such exercise), the
-    total (points-weighted sum), the possible total and the number of cells that raised."""
-    results = {}
-    for path in notebooks.notebook_paths([folder]):
-        print(f"grading {path} ...", file=sys.stderr, flush=True)
-        results[str(path.relative_to(folder))] = grade_notebook(path, **kw)
-    columns: list[str] = []
-    for scores, _ in results.values():
-        columns += [c for c in scores if c not in columns]
-    rows = []
-    for name, (scores, errors) in results.items():
-        row = {"notebook": name, **{c: _fmt(scores[c][0]) if c in scores else "" for c in columns}}
-        row["total"] = _fmt(sum(s * p for s, p in scores.values()))
-        row["possible"] = _fmt(sum(p for _, p in scores.values()))
-        row["cell_errors"] = str(errors)
-        rows.append(row)
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["notebook", *columns, "total", "possible", "cell_errors"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m skiplib.student", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -325,10 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("links", help="print the Colab link of each student notebook")
     k.add_argument("paths", nargs="*", type=Path)
     k.add_argument("--branch", default="student")
-    g = sub.add_parser("grade", help="execute and score a folder of submitted notebooks")
+    g = sub.add_parser("grade", help="execute and score a folder of submitted notebooks, each in its own process")
     g.add_argument("folder", type=Path)
     g.add_argument("--out", type=Path, default=Path("grades.csv"))
     g.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
+    g.add_argument("--notebook-timeout", type=int, default=600,
+                   help="seconds per notebook, kernel start included (default 600); then it is stopped")
     g.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "gpu"])
     g.add_argument("--feedback", type=Path, help="also write the executed notebooks here, for the students")
     args = parser.parse_args(argv)
@@ -343,9 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         for path in notebooks.notebook_paths(args.paths or None):
             print(colab_url(path.name, args.branch))
     else:
+        from skiplib.grading import grade  # imports this module: here, not at the top
+
         if not args.folder.is_dir():
             parser.error(f"{args.folder} is not a folder of submitted notebooks")
-        rows = grade(args.folder, args.out, timeout=args.timeout, profile=args.profile, feedback=args.feedback)
+        for name in ("timeout", "notebook_timeout"):
+            if getattr(args, name) < 1:
+                parser.error(f"--{name.replace('_', '-')} must be a positive number of seconds, "
+                             f"got {getattr(args, name)}")
+        rows = grade(args.folder, args.out, timeout=args.timeout, notebook_timeout=args.notebook_timeout,
+                     profile=args.profile, feedback=args.feedback)
         print(f"{len(rows)} notebook(s) graded: {args.out}")
     return 0
 

@@ -144,6 +144,20 @@ def test_corrupt_cache_is_decoded_again(tmp_path):
     assert torch.equal(ds.images, torch.from_numpy(expected[0]))
 
 
+def test_a_new_cache_replaces_a_linked_one_not_the_file_it_points_to(tmp_path):
+    # tests/conftest.py links the user's caches into the session's data folder and relies on this.
+    users = tmp_path / "users-cache.pt"
+    users.write_bytes(b"the user's cache, made from other files")
+    make_folder(tmp_path / "session", "png")
+    link = tmp_path / "session" / "cache" / "cifar10-image-folder-train.pt"
+    link.parent.mkdir()
+    link.symlink_to(users)
+    ds = load_cifar10("train", tmp_path / "session", download=False, verbose=False)
+    assert users.read_bytes() == b"the user's cache, made from other files"
+    assert not link.is_symlink() and torch.equal(load_cifar10("train", tmp_path / "session", download=False,
+                                                              verbose=False).images, ds.images)
+
+
 def test_cache_follows_a_change_of_source_and_of_file_count(tmp_path):
     make_folder(tmp_path, "png")
     assert len(load_cifar10("train", tmp_path, download=False, verbose=False)) == 20

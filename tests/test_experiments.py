@@ -1,9 +1,13 @@
 """The experiments CLI: configs per profile, results with provenance, the benchmark runs."""
 
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from skiplib.data import data_dir
 from skiplib.experiments import main
 from skiplib.experiments import degradation
 from skiplib.experiments.bench import fit_vs_bare
@@ -23,6 +27,18 @@ def test_configs_share_one_recipe_and_grow_with_profile():
 def test_run_rejects_unknown_family():
     with pytest.raises(ValueError, match="plain"):
         degradation.run(degradation.config(get_profile("smoke")), families=("highway",))
+
+
+def test_the_session_never_writes_into_the_real_data_folder():
+    # The CLI and the notebooks load CIFAR-10 from the default data folder: tests/conftest.py makes
+    # that a folder of the session's own, with the user's copy linked into it, never the user's.
+    import conftest
+
+    folder = data_dir()
+    assert folder == Path(os.environ["SKIPLIB_DATA"]) and folder.is_relative_to(tempfile.gettempdir())
+    assert folder.resolve() != conftest.REAL_DATA.resolve()
+    for name in ("cifar10", "cifar-10-batches-py"):
+        assert (folder / name).is_symlink() == (conftest.REAL_DATA / name).is_dir(), name
 
 
 def test_cli_writes_result_with_provenance(tmp_path, capsys, monkeypatch):

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import ast
 import csv
+import json
+import os
+import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch.nn.functional as F
 
-from skiplib import notebooks, student
+from skiplib import exercises, grading, notebooks, student
 from skiplib.exercises import check_pad_shortcut, run_checks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,8 +148,8 @@ def good(x, out_channels, stride):
     return F.pad(x, (0, 0, 0, 0, 0, out_channels - x.shape[1]))
 
 
-def test_not_attempted_is_reported_without_a_trace(capsys, monkeypatch):
-    monkeypatch.setenv("SKIPLIB_GRADE_TOKEN", "tok")
+def test_not_attempted_is_reported_without_a_trace(capsys):
+    exercises._drain_records()
 
     def placeholder(x, out_channels, stride):
         raise NotImplementedError
@@ -154,7 +158,8 @@ def test_not_attempted_is_reported_without_a_trace(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "Option-A shortcut: not attempted yet (0/6 checks passed)" in out
     assert "Traceback" not in out and "✗" not in out
-    assert 'GRADE tok {"exercise": "check_pad_shortcut", "title": "Option-A shortcut", "passed": 0, "total": 6, "attempted": false}' in out
+    assert json.loads(exercises._drain_records()) == [
+        {"exercise": "check_pad_shortcut", "title": "Option-A shortcut", "passed": 0, "total": 6, "attempted": False}]
 
 
 def test_a_grader_that_reports_the_placeholder_itself_counts_as_not_attempted(capsys):
@@ -163,10 +168,15 @@ def test_a_grader_that_reports_the_placeholder_itself_counts_as_not_attempted(ca
     assert "T: not attempted yet (1/2 checks passed)" in capsys.readouterr().out
 
 
-def test_no_grade_line_without_the_grader(capsys, monkeypatch):
-    monkeypatch.delenv("SKIPLIB_GRADE_TOKEN", raising=False)
+def test_results_go_to_the_grader_in_memory_never_through_print(capsys, monkeypatch):
+    # No token to steal: a check prints only what the learner reads, and keeps its record in memory.
+    monkeypatch.setenv("SKIPLIB_GRADE_TOKEN", "tok")  # what the old grader set; it must change nothing
+    exercises._drain_records()
     assert check_pad_shortcut(good)
-    assert "GRADE" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "GRADE" not in out and "tok" not in out
+    assert [r["passed"] for r in json.loads(exercises._drain_records())] == [6]
+    assert exercises._drain_records() == "[]"  # drained: a record is counted once
 
 
 @pytest.mark.parametrize("wrong, message", [
@@ -223,8 +233,29 @@ def _answer(nb: nbformat.NotebookNode, body: str) -> nbformat.NotebookNode:
     return nb
 
 
+def _with_cell(nb: nbformat.NotebookNode, at: int, source: str) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(nb)
+    nb.cells.insert(at, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+FORGE = """import json, os
+token = os.environ.get("SKIPLIB_GRADE_TOKEN", "guess")
+for ex in ("check_pad_shortcut", "pad-quiet"):
+    print(f"GRADE {token} " + json.dumps({"exercise": ex, "title": "x", "passed": 6, "total": 6, "attempted": True}))
+print("env seen by the kernel:", sorted(os.environ))
+"""
+
+
+def _outputs(folder: Path, name: str) -> str:
+    nb = notebooks.read(folder / name)
+    return "".join(o.get("text", "") + "".join(o.get("traceback", [])) for c in nb.cells
+                   if c.cell_type == "code" for o in c.outputs)
+
+
 @pytest.mark.slow
-def test_grade_scores_a_folder_of_submissions(tmp_path: Path):
+def test_grade_scores_a_folder_of_submissions(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("INSTRUCTOR_API_KEY", "s3cret-of-the-instructor")  # must not reach a submission
     teacher = _instructor_notebook()
     pupil = student.student_notebook(teacher)
     assert "secret" not in nbformat.writes(pupil) and "### BEGIN" not in nbformat.writes(pupil)
@@ -235,34 +266,118 @@ def test_grade_scores_a_folder_of_submissions(tmp_path: Path):
                    subs / "b_wrong.ipynb")
     nbformat.write(pupil, subs / "c_unattempted.ipynb")
     nbformat.write(_answer(pupil, "    return x[:, :, ::stride"), subs / "d_syntax_error.ipynb")
+    # Unattempted, but its check cells print pass lines in the format (and with the token) that
+    # the old grader read from them.
+    forged = nbformat.from_dict(pupil)
+    for i, _, _ in student.check_cells(forged):
+        forged.cells[i].source += "\n" + FORGE
+    nbformat.write(forged, subs / "e_forged.ipynb")
+    # Solved, but the kernel dies between the two check cells: the first one's result still counts.
+    nbformat.write(_with_cell(_answer(pupil, BODY), 4, "import os\nos._exit(3)"), subs / "f_crashes.ipynb")
+    (subs / "g_not_a_notebook.ipynb").write_text("{ this is not json")
 
     out, feedback = tmp_path / "grades.csv", tmp_path / "feedback"
     assert student.main(["grade", str(subs), "--out", str(out), "--timeout", "120", "--feedback", str(feedback)]) == 0
 
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    assert rows == [
-        ["notebook", "check_pad_shortcut", "pad-quiet", "total", "possible", "cell_errors"],
-        ["a_instructor.ipynb", "1", "1", "3", "3", "0"],
-        ["b_wrong.ipynb", "0.3333", "0.3333", "1", "3", "0"],
-        ["c_unattempted.ipynb", "0", "0", "0", "3", "0"],
-        ["d_syntax_error.ipynb", "0", "0", "0", "3", "3"],
+    assert rows[0] == ["notebook", "check_pad_shortcut", "pad-quiet", "total", "possible", "cell_errors", "status"]
+    assert rows[1:6] == [
+        ["a_instructor.ipynb", "1", "1", "3", "3", "0", "completed"],
+        ["b_wrong.ipynb", "0.3333", "0.3333", "1", "3", "0", "completed"],
+        ["c_unattempted.ipynb", "0", "0", "0", "3", "0", "completed"],
+        ["d_syntax_error.ipynb", "0", "0", "0", "3", "3", "completed"],
+        ["e_forged.ipynb", "0", "0", "0", "3", "0", "completed"],
     ]
-
-    def outputs(name: str) -> str:
-        nb = notebooks.read(feedback / name)
-        return "".join(o.get("text", "") + "".join(o.get("traceback", [])) for c in nb.cells
-                       if c.cell_type == "code" for o in c.outputs)
+    assert rows[6][:6] == ["f_crashes.ipynb", "1", "0", "1", "3", "0"]
+    assert rows[6][6].startswith("kernel died in cell 5 of 8")
+    assert rows[7][:6] == ["g_not_a_notebook.ipynb", "", "", "0", "", "0"]
+    assert rows[7][6].startswith("not a readable notebook")
 
     # The student notebook runs to its end: each check says "not attempted", nothing raises.
-    text = outputs("c_unattempted.ipynb")
+    text = _outputs(feedback, "c_unattempted.ipynb")
     assert "Option-A shortcut: not attempted yet" in text and "end of notebook" in text
     assert "Traceback" not in text
-    # The instructor notebook passes every check; feedback copies carry no GRADE lines.
-    assert "6/6 checks passed" in outputs("a_instructor.ipynb")
-    assert "✗ old channels carried through" in outputs("b_wrong.ipynb")
-    assert "SyntaxError" in outputs("d_syntax_error.ipynb")
-    assert not any("GRADE " in outputs(p.name) for p in feedback.glob("*.ipynb"))
+    assert "6/6 checks passed" in _outputs(feedback, "a_instructor.ipynb")
+    assert "✗ old channels carried through" in _outputs(feedback, "b_wrong.ipynb")
+    assert "SyntaxError" in _outputs(feedback, "d_syntax_error.ipynb")
+    # The forger found no token and none of the instructor's environment; the forged lines stay
+    # visible in the feedback, as printed text, and count for nothing.
+    forged_text = _outputs(feedback, "e_forged.ipynb")
+    assert "GRADE guess {" in forged_text and "INSTRUCTOR_API_KEY" not in forged_text
+    assert "'SKIPLIB_PROFILE'" in forged_text  # the line did print the environment
+    assert "6/6 checks passed" in _outputs(feedback, "f_crashes.ipynb")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_a_notebook_that_never_ends_is_stopped_and_the_next_one_is_graded(tmp_path: Path):
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    pid_file = tmp_path / "kernel.pid"
+    # A loop that swallows the interrupt nbclient sends when a cell's time is up.
+    loop = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))"),
+        nbformat.v4.new_code_cell("while True:\n    try:\n        time.sleep(0.1)\n"
+                                  "    except KeyboardInterrupt:\n        pass"),
+        nbformat.v4.new_code_cell("print('never reached')"),
+    ])
+    nbformat.write(loop, subs / "a_loops_forever.ipynb")
+    nxt = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('graded')")])
+    nbformat.write(nxt, subs / "b_next.ipynb")
+    t0 = time.monotonic()
+    rows = grading.grade(subs, tmp_path / "grades.csv", timeout=3, notebook_timeout=15, feedback=tmp_path / "fb")
+    assert time.monotonic() - t0 < 15 + 45  # the limit held (the rest: two kernel start-ups)
+    assert rows[0]["notebook"] == "a_loops_forever.ipynb"
+    assert rows[0]["status"] == "timed out after 15 s, in cell 2 of 3"
+    assert rows[0]["cell_errors"] == "0" and rows[0]["possible"] == "0"
+    assert not _alive(int(pid_file.read_text()))  # its kernel was killed, not left spinning
+    assert (rows[1]["notebook"], rows[1]["status"]) == ("b_next.ipynb", "completed")
+    assert "graded" in _outputs(tmp_path / "fb", "b_next.ipynb")
+
+
+def test_a_grader_that_hangs_is_killed_and_reported(tmp_path: Path, monkeypatch):
+    # The last line of defence, without a kernel: the child process itself overruns.
+    monkeypatch.setattr(grading, "_child_command",
+                        lambda *a, **k: [sys.executable, "-c", "import time; time.sleep(60)"])
+    t0 = time.monotonic()
+    r = grading.grade_in_subprocess(tmp_path / "x.ipynb", notebook_timeout=1, grace=1)
+    assert time.monotonic() - t0 < 30
+    assert r == {"scores": {}, "possible": None, "errors": 0,
+                 "status": "timed out after 1 s; the grader had to be stopped"}
+
+
+def test_a_grader_that_fails_is_reported_with_its_last_words(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(grading, "_child_command",
+                        lambda *a, **k: [sys.executable, "-c", "import sys; sys.exit('nbclient is not installed')"])
+    r = grading.grade_in_subprocess(tmp_path / "x.ipynb")
+    assert r["status"] == "grader failed (exit code 1): nbclient is not installed" and r["scores"] == {}
+
+
+def test_the_kernel_gets_no_secrets_but_what_skiplib_needs(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("INSTRUCTOR_API_KEY", "s3cret")
+    monkeypatch.setenv("JUPYTER_TOKEN", "s3cret")
+    monkeypatch.setenv("SKIPLIB_DATA", str(tmp_path / "data"))
+    env = grading.kernel_env("smoke", tmp_path / "ckpt")
+    assert "s3cret" not in env.values()
+    assert env["SKIPLIB_DATA"] == str(tmp_path / "data") and env["PATH"] == os.environ["PATH"]
+    assert env["SKIPLIB_PROFILE"] == "smoke" and env["SKIPLIB_CHECKPOINTS"] == str(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timeout", "0"], "--timeout must be a positive number of seconds, got 0"),
+    (["--notebook-timeout", "-5"], "--notebook-timeout must be a positive number of seconds, got -5"),
+])
+def test_grade_rejects_a_time_limit_that_is_not_positive(tmp_path: Path, args, message, capsys):
+    with pytest.raises(SystemExit):
+        student.main(["grade", str(tmp_path), "--out", str(tmp_path / "g.csv"), *args])
+    assert message in capsys.readouterr().err
 
 
 def test_colab_links_point_at_the_student_branch(capsys):
