@@ -145,7 +145,7 @@ def test_corrupt_cache_is_decoded_again(tmp_path):
 
 
 def test_a_new_cache_replaces_a_linked_one_not_the_file_it_points_to(tmp_path):
-    # tests/conftest.py links the user's caches into the session's data folder and relies on this.
+    # a data folder may link a cache made elsewhere (e.g. a shared copy): a rebuild must not write through the link
     users = tmp_path / "users-cache.pt"
     users.write_bytes(b"the user's cache, made from other files")
     make_folder(tmp_path / "session", "png")
