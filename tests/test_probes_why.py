@@ -200,7 +200,7 @@ def test_grader_accepts_correct_and_names_each_mistake(capsys):
         assert not check_filter_normalize(fn)
         assert phrase in capsys.readouterr().out, phrase
     for name in ("smoke", "cpu", "gpu"):
-        cfg = chapter_config(get_profile(name))
+        cfg = chapter_config(get_profile(name, device="cpu"))
         assert cfg["grid_points"] % 2 == 1 and cfg["depth"] in (20, 32, 44, 56, 110)
-    grids = [chapter_config(get_profile(name))["grid_points"] for name in ("smoke", "cpu", "gpu")]
+    grids = [chapter_config(get_profile(name, device="cpu"))["grid_points"] for name in ("smoke", "cpu", "gpu")]
     assert grids == sorted(grids) and grids[-1] < 51  # coarser than Li et al.'s 51x51: minutes on a T4
