@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from skiplib.blocks.bottleneck import check_channels as check_positive_ints
+from skiplib.checks import check_positive_ints
+# checkpoint_dir and run_checkpoint are re-exported: the chapters import them from skiplib.train
 from skiplib.checkpoints import (checkpoint_dir, fingerprint, load_checkpoint, restore_rng, rng_state,  # noqa: F401
                                  run_checkpoint, save_checkpoint)
 from skiplib.profile import default_device

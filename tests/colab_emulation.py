@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
-import yaml
+
+from skiplib.notebooks import repository_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR = REPO_ROOT / "_build" / "colab-env"
@@ -97,11 +98,6 @@ def ensure_env(env_dir: Path = ENV_DIR) -> Path:
     (colab / "__init__.py").write_text('"""Stand-in for Colab\'s google.colab (the course\'s Colab emulation test)."""\n')
     stamp.write_text(wanted)
     return python
-
-
-def repository_url() -> str:
-    with open(REPO_ROOT / "_config.yml", encoding="utf-8") as f:
-        return str(yaml.safe_load(f)["repository"]["url"]).rstrip("/")
 
 
 def snapshot_repository(dest: Path) -> Path:

@@ -17,13 +17,7 @@ import torch
 from torch import nn
 
 from skiplib.blocks.residual import check_shortcut, conv1x1, conv3x3, make_shortcut
-
-
-def check_channels(**values: int) -> None:
-    """Raise a ValueError unless every named value is a positive int (channels, planes, stride)."""
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+from skiplib.checks import check_positive_ints as check_channels
 
 
 class Bottleneck(nn.Module):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 def positive_int(text: str) -> int:
     """argparse type: a positive int, so that ``--epochs 0`` is refused instead of meaning "the profile's"."""
-    from skiplib.blocks.bottleneck import check_channels as check_positive_ints
+    from skiplib.checks import check_positive_ints
 
     try:
         value = int(text)

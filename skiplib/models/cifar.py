@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from skiplib.blocks import BasicBlock, check_shortcut, he_init_
-from skiplib.blocks.bottleneck import check_channels as check_positive_ints
+from skiplib.checks import check_positive_ints
 from skiplib.models.registry import fixed_by_name, register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)

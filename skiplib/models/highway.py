@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from skiplib.blocks.highway import DEFAULT_GATE_BIAS, ConvHighwayLayer, HighwayLayer, check_gate_bias
-from skiplib.models.cifar import check_cifar_net, check_positive_ints
+from skiplib.checks import check_positive_ints
+from skiplib.models.cifar import check_cifar_net
 from skiplib.models.registry import fixed_by_name, register_model
 
 FC_KINDS = ("highway", "plain")
