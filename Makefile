@@ -7,7 +7,7 @@
 #   make site-test    after make book: every page in headless Chromium, offline (+ link check)
 #   make colab-test   every chapter in an emulated Colab (Colab's packages only, skiplib from git)
 #   make data         extract the offline CIFAR-10 copy into $SKIPLIB_DATA if there is one
-#   make bench        benchmarks (python -m skiplib bench)
+#   make bench        benchmarks (python -m skiplib.tools bench)
 #   make gpu-check    every chapter + reference experiment in the gpu profile, report in $(GPU_CHECK_OUT)
 #   make device-prep  wheels + CIFAR-10 in .device/ for .ci/gpu-check-on-device on the lent GPU machine
 #   make results-gpu  reference runs into results/ (python -m skiplib <experiment> --profile gpu)
@@ -23,7 +23,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.skiplib-installed
-EXTRAS ?= test,book,site
+EXTRAS ?= tools,test,book,site
 PYTEST_ARGS ?=
 # Folder of submitted student notebooks that `make grade` scores.
 SUBMISSIONS ?= submissions
@@ -97,7 +97,7 @@ site-test: $(STAMP)
 	    echo "error: the browser test needs Chromium: install Debian's 'chromium' package, or set SKIPLIB_CHROMIUM"; exit 1; \
 	  fi; \
 	fi
-	$(PY) -m skiplib.site links _build/html
+	$(PY) -m skiplib.tools.site links _build/html
 	SKIPLIB_SITE_HTML=_build/html SKIPLIB_SITE_SHOTS=$(SITE_SHOTS) $(PY) -m pytest -m site tests/test_site.py $(PYTEST_ARGS)
 	@echo "screenshots in $(SITE_SHOTS)"
 
@@ -130,7 +130,7 @@ data:
 	fi
 
 bench: $(STAMP)
-	$(PY) -m skiplib bench
+	$(PY) -m skiplib.tools bench
 
 # On a GPU (made for a rarely lent H200: one command, <= 10 minutes): every chapter in the gpu
 # profile, then the reference experiments, a report after every item (results/README.md says
@@ -139,7 +139,7 @@ bench: $(STAMP)
 GPU_CHECK_OUT ?= gpu-check
 GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP) data
-	$(PY) -m skiplib gpu-check --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+	$(PY) -m skiplib.tools gpu-check --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
 
 # The lent GPU machine is offline and has PyTorch (Python 3.12) but no Jupyter: fetch the
 # notebook runner's wheels for it and copy the CIFAR-10 tarball, for .ci/gpu-check-on-device.
@@ -160,19 +160,19 @@ results-gpu: $(STAMP)
 	$(PY) -m skiplib landscape --profile gpu --out-dir results
 
 strip: $(STAMP)
-	$(PY) -m skiplib.notebooks strip book
+	$(PY) -m skiplib.tools.notebooks strip book
 
 sync-bootstrap: $(STAMP)
-	$(PY) -m skiplib.notebooks sync-bootstrap book
+	$(PY) -m skiplib.tools.notebooks sync-bootstrap book
 
 check-notebooks: $(STAMP)
-	$(PY) -m skiplib.notebooks check book
+	$(PY) -m skiplib.tools.notebooks check book
 
 student: $(STAMP)
-	$(PY) -m skiplib.student build book student
+	$(PY) -m skiplib.tools.student build book student
 
 grade: $(STAMP)
-	$(PY) -m skiplib.student grade $(SUBMISSIONS) --out grades.csv
+	$(PY) -m skiplib.tools.student grade $(SUBMISSIONS) --out grades.csv
 
 clean:
 	rm -rf _build

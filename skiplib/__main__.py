@@ -1,6 +1,6 @@
-"""``python -m skiplib …``: the experiments CLI (see :mod:`skiplib.experiments`)."""
+"""``python -m skiplib …``: the experiments CLI (see :mod:`skiplib.cli`)."""
 
-from skiplib.experiments import main
+from skiplib.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -117,7 +117,7 @@ def plot_segmentation(images, columns: Mapping[str, object], truth=None, *, boun
 
 def plot_landscape_contour(surface: Mapping, ax=None, *, key: str = "loss", levels=None, log: bool = True,
                            title: str | None = None):
-    """Contour plot of a 2-D surface from :func:`skiplib.landscape.surface_2d` (Chapter 8).
+    """Contour plot of a 2-D surface from :func:`skiplib.analysis.landscape.surface_2d` (Chapter 8).
     ``log`` draws log10 of the loss, so a wide range stays readable; the origin is marked.
     ``levels="quantile"`` puts the 15 contour levels at quantiles of the surface's own values, so a
     flat region gets as many contours as a steep one (small bumps become visible)."""

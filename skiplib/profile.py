@@ -2,7 +2,7 @@
 
 One switch, ``SKIPLIB_PROFILE`` = ``smoke`` | ``cpu`` | ``gpu``, decides how big every
 experiment is. Notebooks never hard-code sizes: they ask the profile, usually through a
-chapter's config function in :mod:`skiplib.experiments`.
+chapter's ``config`` function in :mod:`skiplib.chapters`.
 
 * ``smoke``: the test suite (nbval); every notebook in <= 60 s on 2 CPU cores; may use a
   synthetic stand-in for CIFAR-10.
@@ -67,7 +67,7 @@ def get_profile(name: str | None = None, device: str | torch.device | None = Non
     # an explicit device means the caller knows (e.g. estimating gpu-profile costs on a CPU)
     if name == "gpu" and device is None and chosen.type != "cuda" and not _warned_gpu_without_cuda:
         _warned_gpu_without_cuda = True
-        # no estimate from skiplib.experiments.workload: profile sits below it in the import order
+        # no estimate from skiplib.tools.workload: profile sits below it in the import order
         warnings.warn(f"the gpu profile is sized for a CUDA GPU (minutes per chapter on Colab's T4), but this machine "
                       f"has none: on the {chosen.type} its runs take hours. Set SKIPLIB_PROFILE=cpu (or --profile cpu) "
                       "for runs sized for a laptop.", UserWarning, stacklevel=2)

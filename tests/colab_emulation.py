@@ -35,7 +35,7 @@ from pathlib import Path
 
 import nbformat
 
-from skiplib.notebooks import repository_url
+from skiplib.tools.notebooks import repository_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR = REPO_ROOT / "_build" / "colab-env"

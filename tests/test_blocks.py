@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from skiplib.blocks import SHORTCUTS, BasicBlock, Bottleneck, PadShortcut, PreActBlock, make_shortcut
-from skiplib.exercises_resnet import chapter_config, check_bottleneck
+from skiplib.chapters.ch04_resnets import config as chapter_config
+from skiplib.exercises import check_bottleneck
 from skiplib.models import count_parameters, create_model
 from skiplib.profile import get_profile
 

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 import skiplib
-from skiplib import checkpoints as C
+from skiplib.train import checkpoints as C
 from skiplib import train as T
 from skiplib.data import DeviceLoader, make_cells
 from skiplib.models.unet import UNet
-from skiplib.segmentation_train import fit_segmentation
+from skiplib.train.segmentation import fit_segmentation
 
 # ---------------------------------------------------------------------------------------------
 # where checkpoints live
@@ -321,7 +321,7 @@ def _cifar_like(seed: int):
 
 
 def test_compare_checkpoints_each_run_and_a_second_call_trains_nothing(tmp_path, monkeypatch):
-    from skiplib.compare import compare
+    from skiplib.analysis.families import compare
 
     monkeypatch.setenv("SKIPLIB_CHECKPOINTS", str(tmp_path))
     kwargs = dict(loaders=_cifar_like, epochs=1, seeds=[0, 1], device="cpu", fit_kwargs={"lr": 0.05})
@@ -342,7 +342,7 @@ def test_compare_checkpoints_each_run_and_a_second_call_trains_nothing(tmp_path,
 
 
 def test_landscape_train_pair_checkpoints_keyed_by_training_settings_and_depth(tmp_path, monkeypatch):
-    from skiplib.experiments.landscape import train_pair
+    from skiplib.chapters.ch08_why import train_pair
 
     monkeypatch.setenv("SKIPLIB_CHECKPOINTS", str(tmp_path))
     cfg = {"depth": 20, "seed": 0, "epochs": 1, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
@@ -365,9 +365,9 @@ def test_landscape_train_pair_checkpoints_keyed_by_training_settings_and_depth(t
 def test_the_experiments_record_their_data_in_every_checkpoint(tmp_path, monkeypatch):
     # what lets a synthetic-data run be refused under a CIFAR-10 label: each caller in
     # skiplib.experiments hands fit the loaders' info (and seed), and fit stores it
-    from skiplib.compare import compare
-    from skiplib.experiments import degradation
-    from skiplib.experiments.landscape import train_pair
+    from skiplib.analysis.families import compare
+    from skiplib.chapters import ch01_degradation as degradation
+    from skiplib.chapters.ch08_why import train_pair
 
     monkeypatch.setenv("SKIPLIB_CHECKPOINTS", str(tmp_path))
     info = {"source": "synthetic CIFAR-shaped stand-in (not CIFAR-10)", "train_size": 64, "test_size": 32,

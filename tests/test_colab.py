@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from colab_emulation import ENV_DIR, REPO_ROOT, ColabEmulator
-from skiplib.notebooks import bootstrap_source
+from skiplib.tools.notebooks import bootstrap_source
 
 pytestmark = [
     pytest.mark.colab,

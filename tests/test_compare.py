@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from skiplib import compare as C
+from skiplib.analysis import families as C
 from skiplib.data import DeviceLoader, synthetic_cifar10, to_float
-from skiplib.experiments import compare as experiment
+from skiplib.chapters import ch07_comparison as experiment
 from skiplib.models import count_parameters
 from skiplib.profile import get_profile
 

@@ -1,4 +1,4 @@
-"""Tests of skiplib.construct (Chapter 2): the identity construction is exact, and fails loudly."""
+"""Tests of skiplib.analysis.identity (Chapter 2): the identity construction is exact, and fails loudly."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from skiplib.construct import (
+from skiplib.analysis.identity import (
     block_stack,
-    chapter_config,
     dataset_loss,
     deepen,
     deepen_cifar,
@@ -26,7 +25,8 @@ from skiplib.construct import (
     relative_identity_error,
     shrink,
 )
-from skiplib.exercises_construct import _CASES, check_dirac_init
+from skiplib.chapters.ch02_identity import config as chapter_config
+from skiplib.exercises.ch02_identity import _CASES, check_dirac_init
 from skiplib.models.cifar import CifarResNet
 from skiplib.profile import get_profile
 

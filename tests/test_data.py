@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from skiplib import data as D
+from skiplib.data import cifar, loader
 from skiplib.data import (
     CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, ImageSet, cifar10_loaders,
     load_cifar10, subset, synthetic_cifar10, to_float,
@@ -25,9 +26,9 @@ N_TEST = 6
 def _isolated(monkeypatch, tmp_path):
     # Never touch a real data directory or the network, and start each test with no memory cache.
     monkeypatch.setenv("SKIPLIB_DATA", str(tmp_path / "default-data"))
-    D._FLOAT_CACHE.clear()
+    loader._FLOAT_CACHE.clear()
     yield
-    D._FLOAT_CACHE.clear()
+    loader._FLOAT_CACHE.clear()
 
 
 def _pixels(n: int, seed: int) -> np.ndarray:
@@ -258,7 +259,7 @@ def test_to_float_normalises_and_resizes(monkeypatch):
     # chunking gives the same result as one pass
     rand = torch.from_numpy(_pixels(7, 3))
     whole = to_float(rand, size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
-    monkeypatch.setattr(D, "_CHUNK", 3)
+    monkeypatch.setattr(cifar, "_CHUNK", 3)
     torch.testing.assert_close(to_float(rand, size=16, mean=(0.5,) * 3, std=(0.25,) * 3), whole)
     ref = torch.nn.functional.interpolate(rand.float() / 255, size=16, mode="bilinear", antialias=True)
     torch.testing.assert_close(whole, (ref - 0.5) / 0.25)
@@ -395,7 +396,7 @@ def test_cifar10_loaders_end_to_end_and_memory_cache(tmp_path, capsys):
 
 
 def test_cifar10_loaders_synthetic_and_single_sample_tail(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "_SYNTHETIC_SIZES", {"train": 600, "test": 100})  # keep the test quick
+    monkeypatch.setattr(cifar, "_SYNTHETIC_SIZES", {"train": 600, "test": 100})  # keep the test quick
     train, test, info = cifar10_loaders(train_subset=257, test_subset=50, batch_size=128, root=tmp_path,
                                         allow_synthetic=True, download=False, verbose=False)
     assert info["source"].startswith("synthetic") and (info["train_size"], info["test_size"]) == (257, 50)

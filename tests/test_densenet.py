@@ -11,8 +11,8 @@ import torchvision
 from torch import nn
 
 from skiplib.blocks import DenseBlock, DenseLayer, Transition
-from skiplib.exercises_densenet import check_dense_layer
-from skiplib.experiments.dense_memory import TensorMemory, block_memory_curve, growth_exponent, step_memory
+from skiplib.exercises.ch05_densenets import check_dense_layer
+from skiplib.analysis.memory import TensorMemory, block_memory_curve, growth_exponent, step_memory
 from skiplib.models import count_parameters, create_model, list_models
 from skiplib.models.densenet import (
     PARAMETERS,

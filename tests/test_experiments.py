@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from skiplib.data import data_dir
-from skiplib.experiments import main
-from skiplib.experiments import degradation
-from skiplib.experiments.bench import fit_vs_bare
-from skiplib.experiments.provenance import load_result
+from skiplib.cli import main
+from skiplib.chapters import ch01_degradation as degradation
+from skiplib.tools.bench import fit_vs_bare
+from skiplib.results import load_result
 from skiplib.profile import get_profile
 
 

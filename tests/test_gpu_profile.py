@@ -11,16 +11,18 @@ import re
 import pytest
 import torch
 
-from skiplib import compare as C
-from skiplib.construct import chapter_config as ch2_config
-from skiplib.exercises_densenet import chapter_config as ch5_config
-from skiplib.exercises_highway import chapter_config as ch3_config
-from skiplib.exercises_resnet import chapter_config as ch4_config
-from skiplib.exercises_unet import chapter_config as ch6_config
-from skiplib.exercises_why import chapter_config as ch8_config
-from skiplib.experiments import compare as ch7, degradation as ch1, workload as W
-from skiplib.experiments.dense_memory import TensorMemory
-from skiplib.experiments.gpucheck import CUDA_CONTEXT_BYTES, T4_TOTAL_BYTES
+from skiplib.analysis import families as C
+from skiplib.chapters.ch02_identity import config as ch2_config
+from skiplib.chapters.ch05_densenets import config as ch5_config
+from skiplib.chapters.ch03_highway import config as ch3_config
+from skiplib.chapters.ch04_resnets import config as ch4_config
+from skiplib.chapters.ch06_unet import config as ch6_config
+from skiplib.chapters.ch08_why import config as ch8_config
+from skiplib.chapters import ch01_degradation as ch1
+from skiplib.chapters import ch07_comparison as ch7
+from skiplib.tools import workload as W
+from skiplib.analysis.memory import TensorMemory
+from skiplib.tools.gpucheck import CUDA_CONTEXT_BYTES, T4_TOTAL_BYTES
 from skiplib.models import list_models
 from skiplib.models.densenet import cifar_densenet
 from skiplib.models.highway import HighwayCifarNet
@@ -145,7 +147,7 @@ def test_chapter8_gpu_sizes():
 
 
 # ---------------------------------------------------------------------------------------------
-# Work per chapter (skiplib.experiments.workload)
+# Work per chapter (skiplib.tools.workload)
 
 @pytest.fixture(scope="module")
 def jobs() -> dict:
@@ -242,8 +244,8 @@ def test_largest_steps_fit_a_t4(jobs):
 
 def test_the_introductions_run_time_table_is_up_to_date():
     # book/_run_times.md is what the code computes now (no typed numbers in the book's prose)
-    from skiplib.experiments.bench import RUN_TIMES_FILE, run_times_table
-    from skiplib.experiments.provenance import load_result
+    from skiplib.tools.bench import RUN_TIMES_FILE, run_times_table
+    from skiplib.results import load_result
 
     assert RUN_TIMES_FILE.read_text(encoding="utf-8") == run_times_table(load_result("gpu-check")), (
-        "book/_run_times.md is stale: run `python -m skiplib bench --write-run-times`")
+        "book/_run_times.md is stale: run `python -m skiplib.tools bench --write-run-times`")

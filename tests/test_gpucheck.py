@@ -1,4 +1,4 @@
-"""``python -m skiplib gpu-check``: the harness that runs every chapter on a lent GPU, tested on the CPU
+"""``python -m skiplib.tools gpu-check``: the harness that runs every chapter on a lent GPU, tested on the CPU
 with ``--scaled-down`` (smoke sizes), tiny fake notebooks and one real chapter."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from skiplib.experiments import gpucheck, main
+from skiplib.tools.__main__ import main
+from skiplib.tools import gpucheck
 
 ITEM_KEYS = {"name", "kind", "status", "seconds", "peak_gpu_gib", "peak_gpu_reserved_gib", "fits_t4", "error",
              "traceback"}
@@ -59,7 +60,7 @@ def test_failing_notebook_is_recorded_and_the_next_one_runs(fake_book, tmp_path)
     assert PROVENANCE_KEYS <= set(report["provenance"])
     prov = report["provenance"]
     assert prov["profile"] == "smoke" and prov["scaled_down"] is True and prov["finished"] is True
-    assert prov["command"].startswith("python -m skiplib gpu-check --scaled-down")
+    assert prov["command"].startswith("python -m skiplib.tools gpu-check --scaled-down")
     items = {i["name"]: i for i in report["items"]}
     assert list(items) == ["01_env", "02_raises", "03_after"]
     for item in items.values():
@@ -74,7 +75,7 @@ def test_failing_notebook_is_recorded_and_the_next_one_runs(fake_book, tmp_path)
     assert items["03_after"]["status"] == "pass"
     # the executed copies are kept in the report folder; book/ is untouched
     executed = nbformat.read(out / "notebooks" / "02_raises.ipynb", as_version=4)
-    assert executed.cells[-1].source.startswith("# appended by `python -m skiplib gpu-check`")
+    assert executed.cells[-1].source.startswith("# appended by `python -m skiplib.tools gpu-check`")
     assert {p.name: p.read_bytes() for p in fake_book.iterdir()} == before
     md = (out / "gpu-check.md").read_text()
     assert "| item | kind | status | seconds | peak GPU (GiB) | fits a T4 (15 GB) |" in md
@@ -158,7 +159,7 @@ def test_one_real_chapter_scaled_down(tmp_path, monkeypatch):
 
 
 def test_bench_reads_measured_seconds_only_from_a_full_gpu_run():
-    from skiplib.experiments.bench import measured_gpu_seconds
+    from skiplib.tools.bench import measured_gpu_seconds
 
     items = [{"name": "01_degradation", "kind": "chapter", "status": "pass", "seconds": 400.0},
              {"name": "02_identity_construction", "kind": "chapter", "status": "fail", "seconds": 12.0},

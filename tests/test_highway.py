@@ -8,9 +8,10 @@ from torch import nn
 
 from skiplib.blocks import ConvHighwayLayer, HighwayLayer
 from skiplib.exercises import check_highway_layer
-from skiplib.exercises_highway import chapter_config
+from skiplib.chapters.ch03_highway import config as chapter_config
 from skiplib.models import count_parameters, create_model, list_models
-from skiplib.models.highway import FCNet, HighwayCifarNet, gate_activity, highway_layers
+from skiplib.models.fc import FCNet
+from skiplib.models.highway import HighwayCifarNet, gate_activity, highway_layers
 from skiplib.profile import get_profile
 
 
@@ -135,7 +136,7 @@ def test_chapter_config(name):
 def test_cli_writes_depth_experiment_with_provenance(tmp_path):
     import json
 
-    from skiplib.experiments import main
+    from skiplib.cli import main
 
     assert main(["highway", "--profile", "smoke", "--out-dir", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "highway-depth-smoke.json").read_text())
@@ -146,7 +147,7 @@ def test_cli_writes_depth_experiment_with_provenance(tmp_path):
 
 
 def test_diverging_run_counts_as_failed_not_error():
-    from skiplib.experiments.highway import train_fc
+    from skiplib.chapters.ch03_highway import train_fc
 
     torch.manual_seed(0)
     x, y = torch.randn(64, 12) * 1e3, torch.randint(0, 10, (64,))

@@ -1,11 +1,11 @@
-"""skiplib.landscape (Chapter 8): filter-normalised directions, 1-D/2-D surfaces, interpolation."""
+"""skiplib.analysis.landscape (Chapter 8): filter-normalised directions, 1-D/2-D surfaces, interpolation."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from skiplib import landscape as L
+from skiplib.analysis import landscape as L
 from skiplib.models import cifar_resnet, create_model
 
 
@@ -145,7 +145,7 @@ def test_grid_and_errors():
 
 def test_experiment_helpers():
     from skiplib.data import DeviceLoader
-    from skiplib.experiments import landscape as lx
+    from skiplib.chapters import ch08_why as lx
 
     assert lx.paper_cost_ratio(51, 50_000, 32) == 1.0
     assert lx.paper_cost_ratio(11, 256, 16) == pytest.approx(51**2 * 50_000 * 4 / (121 * 256))
@@ -161,7 +161,7 @@ def test_experiment_helpers():
 
 
 def test_cli_has_landscape_command(capsys):
-    from skiplib.experiments import main
+    from skiplib.cli import main
 
     with pytest.raises(SystemExit):
         main(["landscape", "--help"])

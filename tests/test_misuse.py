@@ -26,13 +26,14 @@ import torch
 import skiplib
 from skiplib import profile as P
 from skiplib.data import SOURCE_JPEG, SOURCE_SYNTHETIC, DeviceLoader
-from skiplib.experiments import main as cli
+from skiplib.cli import main as cli
 from skiplib.models import create_model
 from skiplib.models.cifar import CifarResNet
-from skiplib.models.highway import FCNet, HighwayCifarNet
+from skiplib.models.fc import FCNet
+from skiplib.models.highway import HighwayCifarNet
 from skiplib.models.preact import PreActCifarResNet
-from skiplib.segmentation import make_cells
-from skiplib.segmentation_train import fit_segmentation
+from skiplib.data.cells import make_cells
+from skiplib.train.segmentation import fit_segmentation
 from skiplib.train import History, checkpoint_dir, fit
 
 AFRESH = r"To start afresh, delete that file or pass another checkpoint path\."
@@ -183,7 +184,10 @@ WEIGHT_CASES = [
 
 def no_training(monkeypatch):
     """Replace every command's training with a stand-in that fails the row if it is reached."""
-    from skiplib.experiments import compare, degradation, highway, landscape
+    from skiplib.chapters import ch01_degradation as degradation
+    from skiplib.chapters import ch03_highway as highway
+    from skiplib.chapters import ch07_comparison as compare
+    from skiplib.chapters import ch08_why as landscape
 
     def trained(*args, **kwargs):
         raise AssertionError("training started before the output folders were checked")
@@ -225,7 +229,10 @@ def nowhere_to_checkpoint(c):
 
 def interrupted(c, command: str, name: str) -> dict:
     """Run ``command`` with stand-ins whose second piece of work is a Ctrl-C; return the partial JSON."""
-    from skiplib.experiments import compare, degradation, highway, landscape
+    from skiplib.chapters import ch01_degradation as degradation
+    from skiplib.chapters import ch03_highway as highway
+    from skiplib.chapters import ch07_comparison as compare
+    from skiplib.chapters import ch08_why as landscape
 
     info = {"source": SOURCE_SYNTHETIC, "train_size": 64, "test_size": 32, "image_size": 8}
     done = History([{"epoch": 1, "train_loss": 2.0, "train_err": 0.8, "test_loss": 2.1, "test_err": 0.8}])
@@ -265,7 +272,7 @@ def interrupted(c, command: str, name: str) -> dict:
 
 
 def complete_run_replaces_partial(c):
-    from skiplib.experiments.provenance import save_partial, save_result
+    from skiplib.results import save_partial, save_result
 
     save_partial("degradation-smoke", {"histories": {}}, c.tmp)
     save_result("degradation-smoke", {"histories": {"plain20": []}}, c.tmp)

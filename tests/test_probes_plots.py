@@ -5,7 +5,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from skiplib import plots, probes  # noqa: E402
+from skiplib import plots
+from skiplib.analysis import probes  # noqa: E402
 from skiplib.models import create_model  # noqa: E402
 
 

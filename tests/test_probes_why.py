@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from skiplib import paths, probes
+from skiplib.analysis import ensemble as paths, probes
 from skiplib.models import cifar_resnet, create_model, list_models
+from skiplib.models.fc import ShatterNet
 from skiplib.models.preact import PreActCifarResNet
 
 
@@ -59,7 +60,7 @@ def test_line_gradients_are_exact_directional_derivatives():
 
 def test_calibrated_bn_makes_samples_independent():
     torch.manual_seed(0)
-    net = probes.FCNet(4, width=16)
+    net = ShatterNet(4, width=16)
     xs = torch.linspace(-2, 2, 32).view(-1, 1)
     probes.calibrate_bn(net, xs)
     assert not net.training
@@ -83,7 +84,7 @@ def test_shattering_deep_plain_vs_residual():
     acs = {}
     for residual in (False, True):
         torch.manual_seed(0)
-        net = probes.FCNet(24, width=100, residual=residual)
+        net = ShatterNet(24, width=100, residual=residual)
         xs = torch.linspace(-2, 2, 256).view(-1, 1)
         probes.calibrate_bn(net, xs)
         acs[residual] = probes.autocorrelation(probes.line_gradients(net, xs[0], xs[-1], 256), 1)[1]
@@ -182,7 +183,7 @@ def _vn(t, dims):
 
 def test_grader_accepts_correct_and_names_each_mistake(capsys):
     from skiplib.exercises import check_filter_normalize
-    from skiplib.exercises_why import chapter_config
+    from skiplib.chapters.ch08_why import config as chapter_config
     from skiplib.profile import get_profile
 
     assert check_filter_normalize(_right, verbose=False)

@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from skiplib import notebooks
+from skiplib.tools import notebooks
 
 try:
     import tomllib
@@ -122,7 +122,7 @@ def test_notebook_opens_with_title_then_bootstrap(path: Path):
     code = notebooks.first_code_cell(nb)
     assert code is not None and code.source == notebooks.bootstrap_source(), (
         f"{path.name}: the first code cell must be the Colab bootstrap "
-        "(python -m skiplib.notebooks sync-bootstrap)"
+        "(python -m skiplib.tools.notebooks sync-bootstrap)"
     )
     assert "hide-input" in code.metadata.get("tags", [])
 

@@ -8,6 +8,7 @@ repository: what a learner on Colab gets from ``pip install "skiplib @ git+URL"`
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
@@ -21,8 +22,8 @@ from pathlib import Path
 import pytest
 from setuptools import find_packages
 
-import skiplib.experiments as cli
-from skiplib.experiments import provenance as P
+import skiplib.cli as cli
+from skiplib import results as P
 
 try:
     import tomllib
@@ -44,7 +45,7 @@ def test_pyproject_packages_every_skiplib_package_and_results_as_reference():
     setuptools_cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     assert setuptools_cfg["package-dir"] == {"skiplib.reference": "results"}
     on_disk = set(find_packages(str(ROOT), include=["skiplib", "skiplib.*"]))
-    assert on_disk >= {"skiplib", "skiplib.blocks", "skiplib.models", "skiplib.experiments"}
+    assert on_disk >= {"skiplib", "skiplib.blocks", "skiplib.models", "skiplib.chapters", "skiplib.tools"}
     listed = set(setuptools_cfg["packages"])
     assert listed == on_disk | {"skiplib.reference"}, (
         f"pyproject.toml [tool.setuptools] packages: missing {sorted(on_disk - listed)}, "
@@ -142,12 +143,12 @@ def test_installed_reference_folder_is_skiplib_reference():
 
 # name -> (experiment module, the CLI subcommand, its --profile or None)
 KNOWN = {
-    "degradation-gpu": ("degradation", "degradation", "gpu"),
-    "degradation-smoke": ("degradation", "degradation", "smoke"),
-    "highway-depth-gpu": ("highway", "highway", "gpu"),
-    "compare-gpu": ("compare", "compare", "gpu"),
-    "landscape-gpu": ("landscape", "landscape", "gpu"),
-    "dense-memory-cuda": ("dense_memory", "dense-memory", None),
+    "degradation-gpu": ("ch01_degradation", "degradation", "gpu"),
+    "degradation-smoke": ("ch01_degradation", "degradation", "smoke"),
+    "highway-depth-gpu": ("ch03_highway", "highway", "gpu"),
+    "compare-gpu": ("ch07_comparison", "compare", "gpu"),
+    "landscape-gpu": ("ch08_why", "landscape", "gpu"),
+    "dense-memory-cuda": ("ch05_densenets", "dense-memory", None),
 }
 
 
@@ -162,7 +163,7 @@ def test_missing_result_message_names_a_real_command(name, monkeypatch):
     assert argv[0] == subcommand
 
     # the command parses in the real CLI and reaches the experiment that writes <name>.json
-    module = getattr(__import__("skiplib.experiments", fromlist=[module_name]), module_name)
+    module = importlib.import_module(f"skiplib.chapters.{module_name}")
     prefix = name.rsplit("-", 1)[0]
     assert f'save_result(f"{prefix}-{{' in inspect.getsource(module.main)
     seen = []
@@ -237,7 +238,7 @@ def _run_python(code: str, cwd: Path, env: dict, *args: str) -> dict:
 PROBE = f"""
 import json, skiplib
 from importlib.resources import files
-from skiplib.experiments.provenance import available_results, load_result, missing_result_message
+from skiplib.results import available_results, load_result, missing_result_message
 print(json.dumps({{"file": skiplib.__file__, "reference": str(files("skiplib.reference")),
                    "loaded": load_result("{TEST_RUN}"), "available": available_results(),
                    "missing": load_result("landscape-smoke"), "message": missing_result_message("landscape-smoke")}}))

@@ -1,6 +1,6 @@
 """The website as readers see it (issue 11).
 
-Unit tests of :mod:`skiplib.site` (link check, asset pinning) run everywhere. The browser
+Unit tests of :mod:`skiplib.tools.site` (link check, asset pinning) run everywhere. The browser
 tests need a built site: ``make site-test`` (after ``make book``) sets ``SKIPLIB_SITE_HTML``
 to ``_build/html``, serves it on 127.0.0.1 and opens every page in headless Chromium driven
 by Playwright, with every request that leaves localhost refused, so the site is checked as
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skiplib import site
+from skiplib.tools import site
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = os.environ.get("SKIPLIB_SITE_HTML")
@@ -30,7 +30,7 @@ PAGES = [p.relative_to(Path(HTML).resolve()).as_posix() for p in site.site_pages
 
 
 # ------------------------------------------------------------------------------------------
-# skiplib.site without a browser
+# skiplib.tools.site without a browser
 
 
 def _page(path: Path, body: str) -> None:
@@ -72,7 +72,7 @@ def test_assets_are_pinned_and_config_names_the_extension():
         assert re.fullmatch(r"\d+\.\d+\.\d+", asset.version), asset
         assert len(asset.sha512) == 88 and asset.sha512.endswith("=="), asset
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    assert "skiplib.site" in config["sphinx"]["extra_extensions"]
+    assert "skiplib.tools.site" in config["sphinx"]["extra_extensions"]
 
 
 def test_vendor_unpacks_a_verified_tarball_and_rejects_a_tampered_one(tmp_path, monkeypatch):

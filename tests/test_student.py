@@ -18,7 +18,9 @@ import nbformat
 import pytest
 import torch.nn.functional as F
 
-from skiplib import exercises, grading, notebooks, student
+from skiplib import exercises
+from skiplib.exercises import _runner
+from skiplib.tools import grading, notebooks, student
 from skiplib.exercises import check_pad_shortcut, run_checks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +151,7 @@ def good(x, out_channels, stride):
 
 
 def test_not_attempted_is_reported_without_a_trace(capsys):
-    exercises._drain_records()
+    _runner._drain_records()
 
     def placeholder(x, out_channels, stride):
         raise NotImplementedError
@@ -158,7 +160,7 @@ def test_not_attempted_is_reported_without_a_trace(capsys):
     out = capsys.readouterr().out
     assert "Option-A shortcut: not attempted yet (0/6 checks passed)" in out
     assert "Traceback" not in out and "✗" not in out
-    assert json.loads(exercises._drain_records()) == [
+    assert json.loads(_runner._drain_records()) == [
         {"exercise": "check_pad_shortcut", "title": "Option-A shortcut", "passed": 0, "total": 6, "attempted": False}]
 
 
@@ -171,12 +173,12 @@ def test_a_grader_that_reports_the_placeholder_itself_counts_as_not_attempted(ca
 def test_results_go_to_the_grader_in_memory_never_through_print(capsys, monkeypatch):
     # No token to steal: a check prints only what the learner reads, and keeps its record in memory.
     monkeypatch.setenv("SKIPLIB_GRADE_TOKEN", "tok")  # what the old grader set; it must change nothing
-    exercises._drain_records()
+    _runner._drain_records()
     assert check_pad_shortcut(good)
     out = capsys.readouterr().out
     assert "GRADE" not in out and "tok" not in out
-    assert [r["passed"] for r in json.loads(exercises._drain_records())] == [6]
-    assert exercises._drain_records() == "[]"  # drained: a record is counted once
+    assert [r["passed"] for r in json.loads(_runner._drain_records())] == [6]
+    assert _runner._drain_records() == "[]"  # drained: a record is counted once
 
 
 @pytest.mark.parametrize("wrong, message", [

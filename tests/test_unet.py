@@ -9,12 +9,12 @@ from torch import nn
 from skiplib.blocks import DoubleConv, Down, OutConv, Up
 from skiplib.data import make_cells
 from skiplib.exercises import check_up_step
-from skiplib.exercises_unet import chapter_config
+from skiplib.chapters.ch06_unet import config as chapter_config
 from skiplib.models import count_parameters, create_model, list_models
 from skiplib.models.unet import PAPER_PARAMETERS, UNet
 from skiplib.profile import get_profile
-from skiplib.segmentation import BOUNDARY, INTERIOR, boundary_f1, cell_f1, dice_iou, label_components
-from skiplib.segmentation_train import fit_segmentation, predict
+from skiplib.data.cells import BOUNDARY, INTERIOR, boundary_f1, cell_f1, dice_iou, label_components
+from skiplib.train.segmentation import fit_segmentation, predict
 
 UNET_NAMES = ["unet", "unet_noskip"]
 

@@ -1,26 +1,22 @@
 """Models of the course, all reachable through ``create_model(name, **kw)``.
 
 ``cifar``: CIFAR-10 ResNets and plain nets (Chapter 1 on); ``imagenet``: torchvision-compatible
-ResNets (Chapter 4); ``highway``: highway nets (Chapter 3); ``densenet``: CIFAR DenseNets and
+ResNets (Chapter 4); ``fc``: thin fully-connected nets, plain and highway (Chapter 3) and
+Balduzzi et al.'s shattered-gradients net (Chapter 8); ``highway``: convolutional highway nets (Chapter 3); ``densenet``: CIFAR DenseNets and
 torchvision-compatible DenseNet-121 (Chapter 5); ``unet``: U-Net (Chapter 6); ``preact``:
 pre-activation CIFAR ResNets (Chapters 7 and 8).
 """
 
 from skiplib.models import cifar  # noqa: F401  (registers its models)
 from skiplib.models import imagenet  # noqa: F401  (registers resnet18/34/50, Chapter 4)
-from skiplib.models import highway  # noqa: F401  (registers highway_fc, plain_fc, highway20/32/56, Chapter 3)
+from skiplib.models import fc  # noqa: F401  (registers highway_fc, plain_fc, Chapter 3)
+from skiplib.models import highway  # noqa: F401  (registers highway20/32/56, Chapter 3)
 from skiplib.models import densenet  # noqa: F401  (registers densenet40, densenet_bc100, densenet121, Chapter 5)
 from skiplib.models import unet  # noqa: F401  (registers unet, unet_noskip, Chapter 6)
 from skiplib.models import preact  # noqa: F401  (registers preact20 … preact110, Chapter 8)
 from skiplib.models.cifar import CIFAR_DEPTHS, CifarResNet, cifar_resnet, plain_net
-from skiplib.models.registry import create_model, list_models, register_model
+from skiplib.models.registry import count_parameters, create_model, list_models, register_model
 
-__all__ = ["CIFAR_DEPTHS", "CifarResNet", "cifar_resnet", "create_model", "list_models", "plain_net", "register_model"]
+__all__ = ["CIFAR_DEPTHS", "CifarResNet", "cifar_resnet", "count_parameters", "create_model", "list_models",
+           "plain_net", "register_model"]
 
-
-def count_parameters(model, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-__all__.append("count_parameters")

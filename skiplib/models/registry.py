@@ -43,3 +43,8 @@ def create_model(name: str, **kwargs) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
     return fn(**kwargs)
+
+
+def count_parameters(model, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,184 @@
+"""Chapter 3's experiments: the depth experiment of Srivastava et al. (2015, Fig. 1) on
+flattened CIFAR-10, and short gate-bias runs.
+
+* :func:`flat_cifar10`: a stratified CIFAR-10 subset, downsampled and flattened to vectors;
+* :func:`train_fc`: train one thin FC net (plain or highway) with SGD; a run that diverges
+  is reported with an infinite loss instead of raising, so "best of a learning-rate sweep"
+  still works;
+* :func:`depth_sweep`: every (kind, depth, lr) of the sweep; keeps the best run per (kind, depth).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from skiplib.data import SOURCE_SYNTHETIC, DeviceLoader, load_cifar10, subset, to_float
+from skiplib.models import create_model
+from skiplib.profile import Profile, seed_everything
+from skiplib.train import History, fit
+
+
+def config(profile: Profile) -> dict:
+    """Sizes for Chapter 3.
+
+    * depth experiment (the paper's Fig. 1): thin FC nets of ``depths`` hidden layers on
+      CIFAR-10 flattened at ``fc_image_size`` (8x8x3 = 192 inputs), ``fc_train_subset`` images,
+      ``fc_epochs`` epochs per learning rate in ``fc_lrs``; the best final training loss counts;
+    * gate-bias sweep: the highway net of depth ``bias_depth`` trained with each of ``gate_biases``;
+    * highway vs residual: ``conv_depth``-layer CIFAR nets at ``conv_image_size``, same recipe.
+
+    ``cpu`` (2 cores): about 2.5 minutes for the whole notebook, of which about 1 for the depth sweep,
+    25 s for the gate-bias runs and 80 s for the two conv nets. ``gpu`` is untested on a GPU so far.
+    """
+    sizes = profile.choose(
+        smoke={"depths": (10, 20), "fc_train_subset": 512, "fc_epochs": 1, "fc_lrs": (0.1, 0.5),
+               "gate_biases": (0.0, -2.0), "bias_depth": 20, "bias_epochs": 1,
+               "conv_depth": 8, "conv_image_size": 16, "conv_train_subset": 256, "conv_test_subset": 128,
+               "conv_epochs": 1, "gate_batch": 256},
+        cpu={"depths": (10, 20, 50, 100), "fc_train_subset": 4_000, "fc_epochs": 6, "fc_lrs": (0.01, 0.1, 0.5),
+             "gate_biases": (1.0, 0.0, -1.0, -2.0, -3.0, -4.0), "bias_depth": 50, "bias_epochs": 6,
+             "conv_depth": 20, "conv_image_size": 16, "conv_train_subset": 5_000, "conv_test_subset": 1_000,
+             "conv_epochs": 4, "gate_batch": 1_000},
+        gpu={"depths": (10, 20, 50, 100), "fc_train_subset": 10_000, "fc_epochs": 8, "fc_lrs": (0.01, 0.1, 0.5),
+             "gate_biases": (1.0, 0.0, -1.0, -2.0, -3.0, -4.0), "bias_depth": 100, "bias_epochs": 6,
+             "conv_depth": 56, "conv_image_size": 32, "conv_train_subset": 20_000, "conv_test_subset": 5_000,
+             "conv_epochs": 4, "gate_batch": 2_000},
+    )
+    recipe = {"batch_size": 128, "momentum": 0.9, "fc_weight_decay": 0.0, "fc_image_size": 8,
+              # deeper nets start with more negative gate biases, as in the paper (-1 ... -3); -4 at depth 100
+              "fc_gate_bias": {10: -1.0, 20: -2.0, 50: -3.0, 100: -4.0}, "bias_lr": 0.3,
+              "conv_lr": 0.1, "conv_weight_decay": 5e-4, "schedule": "onecycle", "seed": 0}
+    return {**recipe, **sizes, "profile": profile.name}
+
+
+
+def flat_cifar10(n: int | None, image_size: int = 8, *, seed: int = 0, allow_synthetic: bool = False,
+                 verbose: bool = True) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``n`` CIFAR-10 training images resized to ``image_size`` and flattened: ``(x [n, 3*s*s], y, source)``."""
+    ds = subset(load_cifar10("train", allow_synthetic=allow_synthetic, verbose=verbose), n, seed)
+    return to_float(ds.images, image_size).flatten(1), ds.labels, ds.source
+
+
+@dataclass
+class FCRun:
+    """One training run of the depth experiment: its settings, history (None if it diverged) and model."""
+
+    kind: str
+    depth: int
+    lr: float
+    history: History | None
+    model: nn.Module
+    seconds: float
+
+    @property
+    def final_loss(self) -> float:
+        """Training loss of the last epoch (averaged over its batches); inf if the run diverged."""
+        return math.inf if self.history is None else self.history.last["train_loss"]
+
+
+def train_fc(kind: str, depth: int, lr: float, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+             batch_size: int = 128, gate_bias: float = -2.0, seed: int = 0, momentum: float = 0.9,
+             weight_decay: float = 0.0, schedule: str = "onecycle", device: str | torch.device = "cpu") -> FCRun:
+    """Train ``create_model(f"{kind}_fc", depth=depth)`` on (x, y); same seed, same batches for every run."""
+    seed_everything(seed)
+    kw = {"gate_bias": gate_bias} if kind == "highway" else {}
+    model = create_model(f"{kind}_fc", depth=depth, in_features=x.shape[1], **kw)
+    loader = DeviceLoader(x, y, batch_size, shuffle=True, device=device, seed=seed)
+    t0 = time.perf_counter()
+    try:
+        history = fit(model, loader, None, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                      schedule=schedule, device=device, channels_last=False, progress=False, desc=f"{kind}-{depth}")
+    except FloatingPointError:  # diverged: this lr is simply too large for this net
+        history = None
+    return FCRun(kind, depth, lr, history, model, time.perf_counter() - t0)
+
+
+def depth_sweep(x: torch.Tensor, y: torch.Tensor, *, depths, lrs, epochs: int, kinds=("plain", "highway"),
+                gate_bias: float | dict = -2.0, verbose: bool = True, runs: dict | None = None,
+                **kw) -> tuple[dict, dict]:
+    """Train every (kind, depth, lr); ``gate_bias`` is one value or a dict depth -> value. Returns ``(best, all_runs)``: ``best[kind, depth]`` is the run
+    with the lowest final training loss (the paper's "best training loss" per configuration),
+    ``all_runs[kind, depth, lr]`` every run (models of non-best runs are dropped to save memory).
+    ``runs`` (a dict) is filled with each run as it finishes, so an interrupted caller keeps them."""
+    best: dict = {}
+    runs = {} if runs is None else runs
+    for kind in kinds:
+        for depth in depths:
+            for lr in lrs:
+                gb = gate_bias[depth] if isinstance(gate_bias, dict) else gate_bias
+                run = train_fc(kind, depth, lr, x, y, epochs=epochs, gate_bias=gb, **kw)
+                runs[kind, depth, lr] = run
+                if verbose:
+                    print(f"{kind:8s} depth {depth:3d} lr {lr:<5g} final training loss {run.final_loss:.3f} "
+                          f"({run.seconds:.1f} s)")
+                if (kind, depth) not in best or run.final_loss < best[kind, depth].final_loss:
+                    best[kind, depth] = run
+            for lr in lrs:
+                if runs[kind, depth, lr] is not best[kind, depth]:
+                    runs[kind, depth, lr].model = None
+    return best, runs
+
+
+def best_runs(runs: dict) -> dict:
+    """``{(kind, depth): run}`` with the lowest final training loss among ``runs`` (keyed (kind, depth, lr))."""
+    best: dict = {}
+    for (kind, depth, _), run in runs.items():
+        if (kind, depth) not in best or run.final_loss < best[kind, depth].final_loss:
+            best[kind, depth] = run
+    return best
+
+
+def _finite(loss: float) -> float | None:
+    return None if math.isinf(loss) else loss  # JSON has no infinity: a diverged run is null
+
+
+def uses_real_data(source: str) -> bool:
+    """True unless the data is the smoke profile's synthetic stand-in."""
+    return source != SOURCE_SYNTHETIC
+
+
+def main(args) -> int:
+    """CLI entry (``python -m skiplib highway``): Chapter 3's depth experiment in ``args.profile``;
+    writes ``results/highway-depth-<profile>.json`` (best training loss per family and depth, every run's
+    final loss and loss curve, provenance)."""
+    from skiplib.results import check_outputs, provenance, save_partial, save_result
+    from skiplib.profile import get_profile
+
+    torch.set_flush_denormal(True)  # deep plain nets produce denormals, which are very slow on CPUs
+    profile = get_profile(args.profile)
+    cfg = config(profile)
+    if args.epochs is not None:
+        cfg["fc_epochs"] = args.epochs
+    check_outputs(args.out_dir, checkpoints=False)  # before minutes of training, not after (no checkpoints here)
+    runs, source, t0 = {}, "not loaded yet", time.perf_counter()
+
+    def payload(seconds: float) -> dict:
+        return {
+            "experiment": "highway-depth",
+            "config": {k: (v if not isinstance(v, dict) else {str(d): b for d, b in v.items()}) for k, v in cfg.items()},
+            "best": {f"{k}{d}": {"lr": r.lr, "final_train_loss": _finite(r.final_loss)}
+                     for (k, d), r in best_runs(runs).items()},
+            "runs": [{"kind": r.kind, "depth": r.depth, "lr": r.lr, "final_train_loss": _finite(r.final_loss),
+                      "train_loss": r.history.column("train_loss") if r.history is not None else None}
+                     for r in runs.values()],
+            "provenance": provenance(profile.device, source, seconds, profile.name),
+        }
+
+    try:
+        x, y, source = flat_cifar10(cfg["fc_train_subset"], cfg["fc_image_size"], seed=cfg["seed"],
+                                    allow_synthetic=profile.allow_synthetic)
+        t0 = time.perf_counter()
+        depth_sweep(x, y, depths=cfg["depths"], lrs=cfg["fc_lrs"], epochs=cfg["fc_epochs"], gate_bias=cfg["fc_gate_bias"],
+                    batch_size=cfg["batch_size"], momentum=cfg["momentum"], weight_decay=cfg["fc_weight_decay"],
+                    schedule=cfg["schedule"], seed=cfg["seed"], device=profile.device, runs=runs)
+    except KeyboardInterrupt:
+        save_partial(f"highway-depth-{profile.name}", payload(time.perf_counter() - t0), args.out_dir)
+        raise
+    path = save_result(f"highway-depth-{profile.name}", payload(time.perf_counter() - t0), args.out_dir)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,83 @@
+"""The chapters' experiments as a CLI: ``python -m skiplib <command>``.
+
+Benchmarks and the GPU check are book tooling: ``python -m skiplib.tools bench|gpu-check``.
+
+Commands (each reference run writes ``<name>.json`` into ``--out-dir``, default the current folder;
+the repository's reference runs are made with ``--out-dir results``). Before training, every reference
+run checks that ``--out-dir`` and the checkpoint folder can be written; interrupted with Ctrl-C, it
+writes the runs that finished to ``<name>.partial.json`` (marked ``"partial": true``) and stops:
+
+* ``degradation [--profile gpu]``: Chapter 1's experiment; writes ``degradation-<profile>.json``
+  with provenance (command, commit, device, data source, date, seconds).
+* ``highway [--profile gpu]``: Chapter 3's depth experiment (plain vs highway FC nets, best training
+  loss per depth over a learning-rate sweep); writes ``highway-depth-<profile>.json``.
+* ``dense-memory [--depths 6 12 24 48]``: Chapter 5's benchmark; peak memory and seconds per
+  step of a dense block, naive vs memory-efficient, for several depths.
+* ``compare [--profile gpu]``: Chapter 7; every skip family at one parameter budget across depths
+  and seeds; writes ``compare-<profile>.json``.
+* ``landscape [--bench] [--profile gpu]``: Chapter 8; ``--bench`` prints surface points per second
+  and the seconds for a 21x21 surface (cpu profile); otherwise writes ``landscape-<profile>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a positive int, so that ``--epochs 0`` is refused instead of meaning "the profile's"."""
+    from skiplib.checks import check_positive_ints
+
+    try:
+        value = int(text)
+        check_positive_ints(value=value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive int (1, 2, 3, ...), got {text!r}") from None
+    return value
+
+
+def _run_options(p: argparse.ArgumentParser, *, epochs: bool = True) -> None:
+    """The options every reference-run command shares: profile, epochs, output folder."""
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default=None, help="run size (default: $SKIPLIB_PROFILE)")
+    if epochs:
+        p.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs (>= 1)")
+    p.add_argument("--out-dir", type=Path, default=None, help="where to write the JSON (default: the current folder; reference runs go to results/)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    from skiplib.chapters import ch01_degradation as degradation
+    from skiplib.chapters import ch03_highway as highway
+    from skiplib.chapters import ch05_densenets as dense_memory
+    from skiplib.chapters import ch07_comparison as compare
+    from skiplib.chapters import ch08_why as landscape
+
+    parser = argparse.ArgumentParser(prog="python -m skiplib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("degradation", help="Chapter 1: plain vs residual nets across depths")
+    _run_options(p)
+    p.set_defaults(func=degradation.main)
+
+    p = sub.add_parser("highway", help="Chapter 3: plain vs highway FC nets across depths (the paper's Fig. 1)")
+    _run_options(p)
+    p.set_defaults(func=highway.main)
+
+    p = sub.add_parser("dense-memory", help="Chapter 5: peak memory and s/step of dense blocks, naive vs memory-efficient")
+    dense_memory.add_arguments(p)
+    p.set_defaults(func=dense_memory.main)
+
+    p = sub.add_parser("compare", help="Chapter 7: plain/highway/residual/pre-act/dense nets at one parameter budget")
+    _run_options(p)
+    p.set_defaults(func=compare.main)
+
+    p = sub.add_parser("landscape", help="Chapter 8: loss surfaces, lesion curves; --bench: surface points/s")
+    p.add_argument("--bench", action="store_true", help="only time a surface in the cpu profile's setting")
+    p.add_argument("--points", type=positive_int, default=21, help="grid points per axis for --bench (default 21)")
+    _run_options(p, epochs=False)
+    p.set_defaults(func=landscape.main)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
