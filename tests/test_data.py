@@ -12,10 +12,19 @@ import torch
 from PIL import Image
 
 from skiplib import data as D
-from skiplib.data import cifar, loader
 from skiplib.data import (
-    CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, ImageSet, cifar10_loaders,
-    load_cifar10, subset, synthetic_cifar10, to_float,
+    CIFAR10_CLASSES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DeviceLoader,
+    ImageSet,
+    cifar,
+    cifar10_loaders,
+    load_cifar10,
+    loader,
+    subset,
+    synthetic_cifar10,
+    to_float,
 )
 
 PER_BATCH = 4  # images per data_batch_i: 20 train images from five batches

@@ -1,29 +1,19 @@
-"""Chapter 5, DenseNets: paper parameter counts, torchvision equivalence of densenet121, channel
-arithmetic, memory-efficient == naive, the memory measurement, and the dense-layer grader."""
+"""Chapter 5, DenseNets: paper parameter counts, channel arithmetic, memory-efficient == naive, the
+memory measurement, and the dense-layer grader. densenet121 against torchvision (state_dict,
+pretrained weights): tests/test_pretrained.py."""
 
 import copy
-import urllib.error
 
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
+from skiplib.analysis.memory import TensorMemory, block_memory_curve, growth_exponent, step_memory
 from skiplib.blocks import DenseBlock, DenseLayer, Transition
 from skiplib.exercises.ch05_densenets import check_dense_layer
-from skiplib.analysis.memory import TensorMemory, block_memory_curve, growth_exponent, step_memory
 from skiplib.models import count_parameters, create_model, list_models
-from skiplib.models.densenet import (
-    PARAMETERS,
-    DenseNet,
-    cifar_densenet,
-    densenet121,
-    load_pretrained_state_dict,
-    pretrained_weights,
-    rename_legacy_keys,
-)
-from skiplib.models.imagenet import weights_cache_path
+from skiplib.models.densenet import PARAMETERS, DenseNet, cifar_densenet
 
 NAMES = ["densenet40", "densenet_bc100", "densenet121"]
 
@@ -37,42 +27,6 @@ def test_paper_parameter_counts(name, expected):
 
 def test_family_is_registered():
     assert set(NAMES) <= set(list_models())
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_registry_models_forward_backward(name):
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=10)
-    out = model(torch.randn(2, 3, 32, 32))
-    assert out.shape == (2, 10) and torch.isfinite(out).all()
-    out.sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None]
-    assert not missing, f"parameters without gradient: {missing}"
-
-
-def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return model
-
-
-def test_densenet121_equals_torchvision():
-    torch.manual_seed(0)
-    theirs = _randomise(torchvision.models.densenet121(weights=None)).eval()
-    ours = densenet121().eval()
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
-    assert count_parameters(theirs) == 7_978_856
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 80)
-    with torch.no_grad():
-        assert torch.equal(ours(x), theirs(x))  # bit for bit: the same ops in the same order
-    theirs.load_state_dict(densenet121().state_dict(), strict=True)  # and back
 
 
 def test_channel_counts_after_each_block_and_transition():
@@ -108,7 +62,7 @@ def test_memory_efficient_gives_identical_outputs_gradients_and_statistics(bn_si
     naive = DenseBlock(5, 8, 6, bn_size=bn_size, drop_rate=0.0)
     efficient = copy.deepcopy(naive)
     efficient.set_memory_efficient(True)
-    for step in range(2):  # the second step uses the running statistics updated by the first
+    for _step in range(2):  # the second step uses the running statistics updated by the first
         x = torch.randn(4, 8, 8, 8)
         xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         ya, yb = naive(xa), efficient(xb)
@@ -196,54 +150,6 @@ def test_bad_arguments_raise_value_error(kwargs, match):
 def test_densenet_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DenseNet(**kwargs)
-
-
-def test_legacy_torchvision_keys_are_renamed():
-    state = {"features.denseblock1.denselayer1.norm.1.weight": 1, "features.denseblock1.denselayer1.conv.2.weight": 2,
-             "features.denseblock1.denselayer1.norm.2.num_batches_tracked": 4, "features.norm5.weight": 3}
-    assert list(rename_legacy_keys(state)) == ["features.denseblock1.denselayer1.norm1.weight",
-                                               "features.denseblock1.denselayer1.conv2.weight",
-                                               "features.denseblock1.denselayer1.norm2.num_batches_tracked",
-                                               "features.norm5.weight"]
-
-
-@pytest.fixture
-def empty_hub(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    return tmp_path / "hub"
-
-
-def test_pretrained_offline_fails_with_a_clear_message(empty_hub):
-    with pytest.raises(RuntimeError) as e:
-        densenet121(pretrained=True)
-    msg = str(e.value)
-    weights = torchvision.models.DenseNet121_Weights.DEFAULT
-    assert "DenseNet121_Weights.IMAGENET1K_V1" in msg and "download failed" in msg and "URLError" in msg
-    assert str(weights_cache_path(weights)) in msg and weights.url in msg and "pretrained=False" in msg
-    with pytest.raises(RuntimeError, match="download=False"):
-        load_pretrained_state_dict(download=False)
-
-
-def test_manually_placed_legacy_checkpoint_loads_strictly(empty_hub):
-    """torchvision's file has the old 'norm.1' keys; it must load strictly and compute the same function."""
-    torch.manual_seed(0)
-    theirs = _randomise(torchvision.models.densenet121(weights=None)).eval()
-    legacy = {k.replace("norm1", "norm.1").replace("conv2", "conv.2") if "denselayer" in k else k: v
-              for k, v in theirs.state_dict().items() if "num_batches_tracked" not in k}  # as in the real file
-    path = weights_cache_path(pretrained_weights(True))
-    path.parent.mkdir(parents=True)
-    torch.save(legacy, path)
-    ours = densenet121(pretrained=True).eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(ours(x), theirs(x))
-    with pytest.raises(ValueError, match="pretrained"):
-        densenet121(pretrained=True, num_classes=10)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from skiplib.blocks import ConvHighwayLayer, HighwayLayer
-from skiplib.exercises import check_highway_layer
 from skiplib.chapters.ch03_highway import config as chapter_config
+from skiplib.exercises import check_highway_layer
 from skiplib.models import count_parameters, create_model, list_models
 from skiplib.models.fc import FCNet
 from skiplib.models.highway import HighwayCifarNet, gate_activity, highway_layers

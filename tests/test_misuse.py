@@ -15,26 +15,26 @@ import ast
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import pytest
 import torch
 
 import skiplib
 from skiplib import profile as P
-from skiplib.data import SOURCE_JPEG, SOURCE_SYNTHETIC, DeviceLoader
 from skiplib.cli import main as cli
+from skiplib.data import SOURCE_JPEG, SOURCE_SYNTHETIC, DeviceLoader
+from skiplib.data.cells import make_cells
 from skiplib.models import create_model
 from skiplib.models.cifar import CifarResNet
 from skiplib.models.fc import FCNet
 from skiplib.models.highway import HighwayCifarNet
 from skiplib.models.preact import PreActCifarResNet
-from skiplib.data.cells import make_cells
-from skiplib.train.segmentation import fit_segmentation
 from skiplib.train import History, checkpoint_dir, fit
+from skiplib.train.segmentation import fit_segmentation
 
 AFRESH = r"To start afresh, delete that file or pass another checkpoint path\."
 SYNTHETIC = {"source": SOURCE_SYNTHETIC, "train_size": 64, "test_size": 32, "image_size": 8, "seed": 0}
@@ -160,7 +160,7 @@ CHECKPOINT_CASES = [
 
 
 def corrupt_hub_weights(ctx):
-    from skiplib.models.imagenet import fetch_weights, pretrained_weights, weights_cache_path
+    from skiplib.models._weights import fetch_weights, pretrained_weights, weights_cache_path
 
     weights = pretrained_weights("resnet18")
     path = weights_cache_path(weights)
@@ -421,4 +421,4 @@ def test_no_loading_in_skiplib_can_run_code():
     assert not [b for f in files for b in _loads_without_weights_only(f)]
     # the scan finds the loads it must check (a scan that finds nothing would pass vacuously)
     found = [f.name for f in files if re.search(r"torch\.load\(|load_state_dict_from_url\(", f.read_text(encoding="utf-8"))]
-    assert {"checkpoints.py", "imagenet.py"} <= set(found)
+    assert {"checkpoints.py", "_weights.py"} <= set(found)

@@ -1,4 +1,5 @@
-"""CIFAR ResNets and plain nets: paper parameter counts, registry, shapes, errors."""
+"""CIFAR ResNets and plain nets: paper parameter counts, registry, shapes, errors; every registered model's
+forward and backward pass."""
 
 import re
 
@@ -6,7 +7,15 @@ import pytest
 import torch
 
 from skiplib.blocks import SHORTCUTS, BasicBlock, PadShortcut, make_shortcut
-from skiplib.models import CIFAR_DEPTHS, CifarResNet, cifar_resnet, count_parameters, create_model, list_models, plain_net
+from skiplib.models import (
+    CIFAR_DEPTHS,
+    CifarResNet,
+    cifar_resnet,
+    count_parameters,
+    create_model,
+    list_models,
+    plain_net,
+)
 
 # He et al. (2016) quote 0.27M / 0.85M / 1.7M; these are the exact counts of their design
 PAPER_COUNTS = {"resnet20": 269_722, "plain20": 269_722, "resnet56": 853_018, "plain56": 853_018, "resnet110": 1_727_962}
@@ -28,14 +37,25 @@ def test_cifar_family_is_registered():
     assert set(CIFAR_NAMES) <= set(list_models())
 
 
-@pytest.mark.parametrize("name", CIFAR_NAMES)
+def _small_run(name: str) -> tuple[dict, tuple[int, ...], tuple[int, ...]]:
+    """How to build registered model ``name`` small and feed it: keywords, input shape, output shape."""
+    if name.startswith("unet"):
+        return {"base": 4, "depth": 2}, (2, 1, 12, 12), (2, 2, 12, 12)
+    if name.endswith("_fc"):
+        return {}, (2, 3, 8, 8), (2, 10)  # 192 input features, the default
+    if name in ("resnet18", "resnet34", "resnet50", "densenet121"):  # the ImageNet nets, with 10 classes
+        return {"num_classes": 10}, (2, 3, 32, 32), (2, 10)
+    return {}, (2, 3, 16, 16), (2, 10)
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_registry_models_forward_backward(name):
+    """Every registered model: the right output shape, finite, and every parameter gets a gradient."""
+    kwargs, in_shape, out_shape = _small_run(name)
     torch.manual_seed(0)
-    model = create_model(name)
-    x = torch.randn(2, 3, 16, 16)
-    out = model(x)
-    assert out.shape == (2, 10)
-    assert torch.isfinite(out).all()
+    model = create_model(name, **kwargs)
+    out = model(torch.randn(*in_shape))
+    assert out.shape == out_shape and torch.isfinite(out).all()
     out.sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"parameters without gradient: {missing}"
@@ -117,8 +137,9 @@ def test_model_zero_init_last_makes_every_same_shape_block_identity_on_nonnegati
 
 
 # every registered name that carries a depth (resnet20, plain56, preact110, highway32 …) builds that depth only
+IMAGENET = ("resnet18", "resnet34", "resnet50")
 NAMED_DEPTHS = [(n, int(m[2])) for n in list_models()
-                if (m := re.fullmatch(r"(resnet|plain|preact|highway)(\d+)", n)) and n not in ("resnet18", "resnet34", "resnet50")]
+                if (m := re.fullmatch(r"(resnet|plain|preact|highway)(\d+)", n)) and n not in IMAGENET]
 
 
 def test_named_depths_cover_every_cifar_family():

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from skiplib.analysis import ensemble as paths, probes
+from skiplib.analysis import ensemble as paths
+from skiplib.analysis import probes
 from skiplib.models import cifar_resnet, create_model, list_models
 from skiplib.models.fc import ShatterNet
 from skiplib.models.preact import PreActCifarResNet
@@ -14,14 +15,8 @@ from skiplib.models.preact import PreActCifarResNet
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n.startswith("preact")])
 def test_preact_registry_models(name):
-    torch.manual_seed(0)
-    model = create_model(name)
-    x = torch.randn(2, 3, 16, 16)
-    out = model(x)
-    assert out.shape == (2, 10) and torch.isfinite(out).all()
-    out.square().mean().backward()
-    assert all(p.grad is not None for p in model.parameters())
-    assert len(model.blocks()) == 3 * (int(name[6:]) - 2) // 6
+    # their forward and backward pass: test_models.py, with every registered model
+    assert len(create_model(name).blocks()) == 3 * (int(name[6:]) - 2) // 6
 
 
 def test_preact_zero_init_and_errors():
@@ -43,7 +38,8 @@ def test_block_gradient_norms_aggregate_layers():
     want = math.sqrt(per_layer["layer2.1.conv1"] ** 2 + per_layer["layer2.1.conv2"] ** 2)
     assert per_block[3] == pytest.approx(want, rel=1e-6)
     with pytest.raises(ValueError, match="blocks"):
-        probes.block_gradient_norms(nn.Sequential(nn.Flatten(), nn.Linear(3, 10)), torch.randn(2, 3), torch.zeros(2, dtype=torch.long))
+        net = nn.Sequential(nn.Flatten(), nn.Linear(3, 10))
+        probes.block_gradient_norms(net, torch.randn(2, 3), torch.zeros(2, dtype=torch.long))
 
 
 def test_line_gradients_are_exact_directional_derivatives():
@@ -67,6 +63,27 @@ def test_calibrated_bn_makes_samples_independent():
     full = net(xs)
     assert torch.allclose(full[:5], net(xs[:5]), atol=1e-6)  # the batch no longer matters
     assert torch.allclose(net.norms[0].running_mean, net.layers[0](net.inp(xs)).mean(0), atol=1e-5)
+
+
+def test_calibrate_bn_in_chunks_averages_the_chunks():
+    torch.manual_seed(0)
+    x = torch.randn(96, 3, 8, 8)
+    one, chunked = cifar_resnet(8), cifar_resnet(8)
+    chunked.load_state_dict(one.state_dict())
+    assert probes.calibrate_bn(one, x) is one and probes.calibrate_bn(chunked, x, batch_size=32) is chunked
+    assert not chunked.training
+    stem_out = one.conv1(x).transpose(0, 1).flatten(1)
+    assert torch.allclose(one.bn1.running_mean, stem_out.mean(1), atol=1e-6)  # one batch: its statistics
+    # three equal chunks: the mean of their means is the mean of x; the variance is the mean of theirs
+    chunk_vars = torch.stack([stem_out[:, i:i + 32 * 64].var(1) for i in range(0, 96 * 64, 32 * 64)])
+    assert torch.allclose(chunked.bn1.running_mean, one.bn1.running_mean, atol=1e-6)
+    assert torch.allclose(chunked.bn1.running_var, chunk_vars.mean(0), atol=1e-5)
+    assert int(chunked.bn1.num_batches_tracked) == 3
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            probes.calibrate_bn(chunked, x, batch_size=bad)
+    with pytest.raises(ValueError, match="empty"):
+        probes.calibrate_bn(chunked, x[:0])
 
 
 def test_autocorrelation_separates_noise_from_smooth_series():
@@ -182,8 +199,8 @@ def _vn(t, dims):
 
 
 def test_grader_accepts_correct_and_names_each_mistake(capsys):
-    from skiplib.exercises import check_filter_normalize
     from skiplib.chapters.ch08_why import config as chapter_config
+    from skiplib.exercises import check_filter_normalize
     from skiplib.profile import get_profile
 
     assert check_filter_normalize(_right, verbose=False)

@@ -142,4 +142,4 @@ def test_history_roundtrip_and_empty_last():
     h = History([{"epoch": 1, "train_err": 0.5}])
     assert History.from_dict(h.to_dict()).records == h.records
     with pytest.raises(ValueError, match="empty"):
-        History().last
+        _ = History().last

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skiplib.blocks import BasicBlock, Bottleneck
+from skiplib.checks import check_non_negative_ints
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:
@@ -119,8 +120,7 @@ def swap_blocks(model: nn.Module, i: int, j: int) -> nn.Module:
 
 def path_length_counts(n: int) -> list[int]:
     """Number of paths of length k = 0..n through n residual blocks: C(n, k); they sum to 2^n."""
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"the number of blocks must be a non-negative int, got {n!r}")
+    check_non_negative_ints(**{"n (the number of blocks)": n})
     return [comb(n, k) for k in range(n + 1)]
 
 

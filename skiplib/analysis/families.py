@@ -14,15 +14,16 @@ A new skip variant joins with :func:`register_family` (an exercise of Chapter 7)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
+from skiplib.checks import is_cifar_depth
 from skiplib.models import count_parameters
 from skiplib.models.cifar import CifarResNet
-from skiplib.models.densenet import cifar_densenet
+from skiplib.models.densenet import cifar_densenet, is_cifar_densenet_depth
 from skiplib.models.highway import HighwayCifarNet
 from skiplib.models.preact import PreActCifarResNet
 from skiplib.profile import seed_everything
@@ -51,10 +52,6 @@ class Family:
         raise ValueError(f"{self.name}: no valid depth ({self.depth_rule}) near {target}")
 
 
-def _resnet_depth(d: int) -> bool:
-    return d >= 8 and (d - 2) % 6 == 0
-
-
 def _stage_widths(w: int) -> tuple[int, int, int]:
     # ``w`` is the widest (last) stage; the earlier stages keep the ResNet's 1:2:4 ratio. Steering
     # by the last stage, which holds most parameters, lets the budget be matched 4x more finely
@@ -74,15 +71,16 @@ def register_family(family: Family, *, replace: bool = False) -> Family:
     return family
 
 
-register_family(Family("plain", "none", "6n+2", _resnet_depth,
+register_family(Family("plain", "none", "6n+2", is_cifar_depth,
                        lambda d, w: CifarResNet(d, shortcut="none", widths=_stage_widths(w))))
-register_family(Family("highway", "gate: H·T + x·(1−T)", "6n+2", _resnet_depth,
+register_family(Family("highway", "gate: H·T + x·(1−T)", "6n+2", is_cifar_depth,
                        lambda d, w: HighwayCifarNet(d, widths=_stage_widths(w))))
-register_family(Family("residual", "addition: relu(F(x) + x)", "6n+2", _resnet_depth,
+register_family(Family("residual", "addition: relu(F(x) + x)", "6n+2", is_cifar_depth,
                        lambda d, w: CifarResNet(d, shortcut="identity", widths=_stage_widths(w))))
-register_family(Family("preact", "addition, pre-activation: x + F(x)", "6n+2", _resnet_depth,
+register_family(Family("preact", "addition, pre-activation: x + F(x)", "6n+2", is_cifar_depth,
                        lambda d, w: PreActCifarResNet(d, widths=_stage_widths(w))))
-register_family(Family("dense", "concatenation: [x, F(x)]", "6n+4", lambda d: d >= 10 and (d - 4) % 6 == 0,
+register_family(Family("dense", "concatenation: [x, F(x)]", "6n+4",
+                       lambda d: is_cifar_densenet_depth(d, bottleneck=True),
                        lambda d, w: cifar_densenet(d, growth_rate=w, bottleneck=True, compression=0.5),
                        widths=range(2, 129)))
 
@@ -239,7 +237,7 @@ def summarise(records: Sequence[dict], keys: Sequence[str] = ("train_err", "test
     for r in records:
         groups.setdefault((r["family"], r["depth"]), []).append(r)
     rows = []
-    for (family, depth), rs in groups.items():
+    for rs in groups.values():
         row = {k: rs[0][k] for k in ("family", "skip", "depth", "width", "params", "flops_per_image",
                                      "peak_memory_bytes")}
         row["seeds"] = len(rs)

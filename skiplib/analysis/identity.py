@@ -18,15 +18,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skiplib.analysis.probes import calibrate_bn
 from skiplib.blocks import BasicBlock, check_shortcut, he_init_
+from skiplib.checks import check_cifar_depth
 from skiplib.models.cifar import CifarResNet
-from skiplib.profile import Profile
 from skiplib.train import evaluate
 
 _MLP_LAYERS = (nn.Linear, nn.ReLU, nn.Flatten, nn.BatchNorm1d)
@@ -124,12 +125,10 @@ def _stages(model: CifarResNet) -> list[nn.Sequential]:
 
 def inserted_block_names(shallow_depth: int, depth: int) -> list[str]:
     """Names (``"layer2.3"``) of the blocks that :func:`deepen_cifar` inserts: the last ones of each stage."""
-    for d in (shallow_depth, depth):
-        if not isinstance(d, int) or d < 8 or (d - 2) % 6:
-            raise ValueError(f"CIFAR depths must be 6n+2 with n >= 1 (8, 14, 20, 32, 56, ...), got {d!r}")
+    n = check_cifar_depth(shallow_depth, "the shallow CIFAR net's")
+    m = check_cifar_depth(depth, "the deep CIFAR net's")
     if depth < shallow_depth:
         raise ValueError(f"the deep net (depth {depth}) must be at least as deep as the shallow one ({shallow_depth})")
-    n, m = (shallow_depth - 2) // 6, (depth - 2) // 6
     return [f"layer{s}.{i}" for s in (1, 2, 3) for i in range(n, m)]
 
 
@@ -262,22 +261,6 @@ def block_stack(channels: int, layers: int, shortcut: str = "none", zero_init: b
     return stack
 
 
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> None:
-    """Replace BN running statistics by their exact average over ``x`` (train-mode forward, no grad)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # None = cumulative average over all batches seen
-    model.train()
-    for i in range(0, len(x), batch_size):
-        model(x[i:i + batch_size])
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
-
-
 def relative_identity_error(model: nn.Module, x: torch.Tensor) -> float:
     """||f(x) - x||^2 / ||x||^2 in eval mode: 0 means f is the identity on these inputs."""
     model.eval()
@@ -296,7 +279,7 @@ def fit_identity(model: nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     g = torch.Generator().manual_seed(seed)
-    recalibrate_bn(model, x_train)
+    calibrate_bn(model, x_train, batch_size=256)
     before = relative_identity_error(model, x_test)
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
@@ -315,7 +298,7 @@ def fit_identity(model: nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, 
         opt.step()
         sched.step()
         losses.append(loss.item())
-    recalibrate_bn(model, x_train)
+    calibrate_bn(model, x_train, batch_size=256)
     return {"before": before, "after": relative_identity_error(model, x_test), "losses": losses}
 
 

@@ -20,12 +20,14 @@ exactly from the same trained weights.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from skiplib.checks import check_non_negative_ints
 
 Direction = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,8 +56,7 @@ def random_direction(model: nn.Module, seed: int, *, include_1d: bool = False) -
     device). Parameters with <= 1 dim get zeros, or themselves with ``include_1d`` (Li et al.'s
     choice when biases and BN parameters are not ignored).
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_non_negative_ints(seed=seed)
     g = torch.Generator().manual_seed(seed)
     out: Direction = {}
     for name, p in model.named_parameters():
@@ -128,7 +129,7 @@ class _Perturbed:
                 if c:
                     p.add_(d[name], alpha=float(c))
 
-    def __enter__(self) -> "_Perturbed":
+    def __enter__(self) -> _Perturbed:
         return self
 
     def __exit__(self, *exc) -> None:

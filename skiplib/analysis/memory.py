@@ -15,8 +15,6 @@ temporaries. On CUDA the caching allocator's ``max_memory_allocated`` is printed
 
 from __future__ import annotations
 
-import argparse
-import math
 import time
 import weakref
 
@@ -45,9 +43,6 @@ class TensorMemory(TorchDispatchMode):
 
     def _free(self, key: int) -> None:
         self.current -= self._live.pop(key, 0)
-
-    def reset_peak(self) -> None:
-        self.peak = self.current
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))

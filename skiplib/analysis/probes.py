@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skiplib.checks import check_positive_ints
+
 _WEIGHTED = (nn.Conv2d, nn.Linear)
 
 
@@ -85,16 +87,27 @@ def block_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
 
 
 @torch.no_grad()
-def calibrate_bn(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Set every BN layer's running statistics to those of the batch ``x`` (then eval mode), so
-    that each sample's output, and its input gradient, depend on that sample alone."""
+def calibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> nn.Module:
+    """Replace every BN layer's running statistics by their average over ``x`` (train-mode
+    forward passes, no gradients), then return ``model`` in eval mode: each sample's output, and
+    its input gradient, then depend on that sample alone (Chapters 2 and 8).
+
+    ``batch_size=None`` passes ``x`` as one batch, so the statistics are exactly those of ``x``;
+    a number passes it in chunks of that many samples (for more inputs than fit in memory at
+    once) and averages the chunks' statistics."""
+    if len(x) == 0:
+        raise ValueError("x is empty: BN statistics need at least one batch of inputs")
+    if batch_size is not None:
+        check_positive_ints(batch_size=batch_size)
+    step = len(x) if batch_size is None else batch_size
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None  # cumulative average: after one batch, exactly its statistics
+        m.momentum = None  # cumulative average over the batches seen: after one batch, exactly its statistics
     model.train()
-    model(x)
+    for i in range(0, len(x), step):
+        model(x[i:i + step])
     for m, mom in zip(bns, saved):
         m.momentum = mom
     return model.eval()
@@ -129,7 +142,3 @@ def autocorrelation(series: torch.Tensor, max_lag: int = 20) -> list[float]:
     if var == 0:
         return [1.0] + [0.0] * max_lag
     return [1.0] + [float((s[:-k] * s[k:]).mean() / var) for k in range(1, max_lag + 1)]
-
-
-# the ensemble view's tools, reachable from here as the design lists them
-from skiplib.analysis.ensemble import deletable_blocks, delete_block, path_gradient_norms, path_length_counts, swap_blocks  # noqa: E402,F401

@@ -11,10 +11,10 @@ from skiplib.blocks.bottleneck import Bottleneck, PreActBlock
 from skiplib.blocks.dense import DenseBlock, DenseLayer, Transition
 from skiplib.blocks.highway import ConvHighwayLayer, HighwayLayer
 from skiplib.blocks.residual import (
-    check_shortcut,
     SHORTCUTS,
     BasicBlock,
     PadShortcut,
+    check_shortcut,
     conv1x1,
     conv3x3,
     he_init_,

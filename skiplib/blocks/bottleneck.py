@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from skiplib.blocks.residual import check_shortcut, conv1x1, conv3x3, make_shortcut
-from skiplib.checks import check_positive_ints as check_channels
+from skiplib.checks import check_positive_ints
 
 
 class Bottleneck(nn.Module):
@@ -34,7 +34,7 @@ class Bottleneck(nn.Module):
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, shortcut: str = "projection") -> None:
         super().__init__()
-        check_channels(in_channels=in_channels, planes=planes, stride=stride)
+        check_positive_ints(in_channels=in_channels, planes=planes, stride=stride)
         self.shortcut = check_shortcut(shortcut)
         out_channels = planes * self.expansion
         self.conv1 = conv1x1(in_channels, planes)  # squeeze: the 3x3 conv works on few channels
@@ -79,7 +79,7 @@ class PreActBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, shortcut: str = "identity") -> None:
         super().__init__()
-        check_channels(in_channels=in_channels, out_channels=out_channels, stride=stride)
+        check_positive_ints(in_channels=in_channels, out_channels=out_channels, stride=stride)
         self.shortcut = check_shortcut(shortcut)
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv3x3(in_channels, out_channels, stride)

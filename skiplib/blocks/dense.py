@@ -28,11 +28,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
-
-def _positive_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return v
+from skiplib.checks import check_positive_ints
 
 
 def dense_channels(in_channels: int, growth_rate: int, layer: int) -> int:
@@ -50,10 +46,9 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, growth_rate: int, bn_size: int | None = 4, drop_rate: float = 0.0,
                  memory_efficient: bool = False) -> None:
         super().__init__()
-        _positive_int("in_channels", in_channels)
-        _positive_int("growth_rate", growth_rate)
+        check_positive_ints(in_channels=in_channels, growth_rate=growth_rate)
         if bn_size is not None:
-            _positive_int("bn_size (None for no bottleneck)", bn_size)
+            check_positive_ints(**{"bn_size (None for no bottleneck)": bn_size})
         if not 0.0 <= float(drop_rate) < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
         self.bottleneck = bn_size is not None
@@ -121,7 +116,7 @@ class DenseBlock(nn.ModuleDict):
     def __init__(self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int | None = 4,
                  drop_rate: float = 0.0, memory_efficient: bool = False) -> None:
         super().__init__()
-        _positive_int("num_layers", num_layers)
+        check_positive_ints(num_layers=num_layers)
         for i in range(num_layers):
             layer = DenseLayer(dense_channels(in_channels, growth_rate, i + 1), growth_rate, bn_size, drop_rate,
                                memory_efficient)
@@ -148,7 +143,7 @@ class Transition(nn.Sequential):
 
     def __init__(self, in_channels: int, compression: float = 1.0) -> None:
         super().__init__()
-        _positive_int("in_channels", in_channels)
+        check_positive_ints(in_channels=in_channels)
         if not 0.0 < float(compression) <= 1.0:
             raise ValueError(f"compression (theta) must be in (0, 1], got {compression!r}")
         self.out_channels = transition_channels(in_channels, compression)

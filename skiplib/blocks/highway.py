@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from skiplib.blocks.residual import PadShortcut, conv3x3
+from skiplib.checks import check_positive_ints
 
 DEFAULT_GATE_BIAS = -2.0  # inside the paper's range -1 ... -3
 
@@ -43,8 +44,7 @@ class HighwayLayer(nn.Module):
 
     def __init__(self, features: int, gate_bias: float = DEFAULT_GATE_BIAS) -> None:
         super().__init__()
-        if not isinstance(features, int) or features < 1:
-            raise ValueError(f"features must be a positive int, got {features!r}")
+        check_positive_ints(features=features)
         self.gate_bias = check_gate_bias(gate_bias)
         self.H = nn.Linear(features, features)
         self.T = nn.Linear(features, features)
@@ -85,6 +85,7 @@ class ConvHighwayLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
                  gate_bias: float = DEFAULT_GATE_BIAS) -> None:
         super().__init__()
+        check_positive_ints(in_channels=in_channels, out_channels=out_channels)
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride!r}")
         self.gate_bias = check_gate_bias(gate_bias)

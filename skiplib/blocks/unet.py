@@ -15,11 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+from skiplib.checks import check_positive_ints
 
 
 class DoubleConv(nn.Module):
@@ -30,8 +26,7 @@ class DoubleConv(nn.Module):
                  batch_norm: bool = False, bias: bool | None = None, residual: bool = False) -> None:
         super().__init__()
         mid_channels = out_channels if mid_channels is None else mid_channels
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("mid_channels", mid_channels)):
-            _positive(name, v)
+        check_positive_ints(in_channels=in_channels, out_channels=out_channels, mid_channels=mid_channels)
         bias = not batch_norm if bias is None else bias
         norm = (lambda c: nn.BatchNorm2d(c)) if batch_norm else (lambda c: nn.Identity())  # noqa: E731
         self.double_conv = nn.Sequential(
@@ -93,7 +88,7 @@ class Up(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, bilinear: bool = False, batch_norm: bool = False,
                  bias: bool | None = None, skip: bool = True) -> None:
         super().__init__()
-        _positive("in_channels", in_channels)
+        check_positive_ints(in_channels=in_channels)
         if in_channels % 2:
             raise ValueError(f"Up halves the channels when upsampling, so in_channels must be even, got {in_channels}")
         half = in_channels // 2

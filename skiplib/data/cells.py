@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skiplib.checks import check_non_negative_ints
+
 INTERIOR, BOUNDARY = 0, 1
 CLASSES: tuple[str, ...] = ("interior", "boundary")
 _CHUNK = 128  # images per vectorised step: bounds the [chunk, cells, H, W] distance tensor
@@ -41,7 +43,7 @@ class CellSet:
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, idx) -> "CellSet":
+    def __getitem__(self, idx) -> CellSet:
         return CellSet(self.images[idx], self.masks[idx], self.cells[idx], self.seed)
 
 
@@ -98,8 +100,7 @@ def make_cells(n: int, size: int = 64, seed: int = 0, *, cells: tuple[int, int] 
 
     ``cells``: (min, max) number of cells per image; ``noise``: std of the Gaussian pixel noise;
     ``vesicles``: dark distractor dots per image. Use different seeds for train and test. Chapter 6."""
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    check_non_negative_ints(n=n)
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an int >= 8 pixels, got {size!r}")
     if len(cells) != 2 or not 2 <= cells[0] <= cells[1]:
@@ -199,10 +200,3 @@ def cell_f1(pred: torch.Tensor, target: torch.Tensor, iou: float = 0.5, min_size
         n_pred += int(p_ok.sum())
         matched += int(good.sum())
     return 1.0 if n_true + n_pred == 0 else 2 * matched / (n_true + n_pred)
-
-
-def segmentation_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """All of Chapter 6's scores: ``dice``, ``iou`` (boundary class), ``boundary_f1``
-    (one-pixel tolerance), ``cell_f1`` (cells recovered as separate objects)."""
-    dice, iou = dice_iou(pred, target)
-    return {"dice": dice, "iou": iou, "boundary_f1": boundary_f1(pred, target), "cell_f1": cell_f1(pred, target)}

@@ -15,9 +15,9 @@ import pickle
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -183,7 +183,7 @@ def _write_cache(path: Path, ds: ImageSet, fingerprint: str) -> bool:
         os.replace(tmp, path)
         return True
     except OSError as e:  # a read-only data directory still works, just without a cache
-        warnings.warn(f"could not write the CIFAR-10 cache {path}: {e}")
+        warnings.warn(f"could not write the CIFAR-10 cache {path}: {e}", stacklevel=2)
         return False
 
 

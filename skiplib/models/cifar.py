@@ -8,38 +8,40 @@ stride 2), global average pooling and a 10-way linear layer: 6n + 2 weighted lay
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from skiplib.blocks import BasicBlock, check_shortcut, he_init_
-from skiplib.checks import check_positive_ints
+from skiplib.checks import check_cifar_depth, check_positive_int_sequence, check_positive_ints
 from skiplib.models.registry import fixed_by_name, register_model
+from skiplib.models.stages import StagedNet, make_stage
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 
 
-def check_cifar_net(net: str, depth: int, widths, num_classes: int, in_channels: int) -> tuple[int, int, int]:
+def check_cifar_net(net: str, depth: int, widths, num_classes: int,
+                    in_channels: int) -> tuple[tuple[int, int, int], int]:
     """Check the arguments every CIFAR net of the course shares (ResNet, plain, pre-activation,
     highway): depth 6n+2, three positive stage widths, positive ``num_classes`` and ``in_channels``;
     a ValueError naming the argument otherwise (a zero width would only fail deep inside torch).
-    Returns ``widths`` as a tuple."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
-        raise ValueError(f"{net} depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
-    if not isinstance(widths, (tuple, list)) or len(widths) != 3:
-        raise ValueError(f"widths must be 3 channel counts, one per stage (e.g. (16, 32, 64)), got {widths!r}")
-    check_positive_ints(**{f"widths[{i}]": w for i, w in enumerate(widths)}, num_classes=num_classes,
-                        in_channels=in_channels)
-    return tuple(widths)
+    Returns ``widths`` as a tuple and n, the blocks per stage."""
+    n = check_cifar_depth(depth, net)
+    widths = check_positive_int_sequence("widths", widths, "channel counts, one per stage (e.g. (16, 32, 64))",
+                                         length=3)
+    check_positive_ints(num_classes=num_classes, in_channels=in_channels)
+    return widths, n
 
 
 def _depth_hint(prefix: str, cls: str) -> str:
     return (f"use create_model('{prefix}<depth>') for depth in {CIFAR_DEPTHS}, or {cls}(depth=...) for any 6n+2")
 
 
-class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for 32x32 images; ``shortcut`` chooses residual (A/B) or plain."""
+class CifarResNet(StagedNet):
+    """ResNet-(6n+2) for 32x32 images; ``shortcut`` chooses residual (A/B) or plain.
+
+    ``blocks()`` and ``zero_init_last()`` come from :class:`~skiplib.models.stages.StagedNet`."""
 
     def __init__(
         self,
@@ -51,36 +53,21 @@ class CifarResNet(nn.Module):
         block: Callable[[int, int, int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        widths = check_cifar_net("CIFAR ResNet", depth, widths, num_classes, in_channels)
+        widths, n = check_cifar_net("CIFAR ResNet", depth, widths, num_classes, in_channels)
         self.depth = depth
         self.shortcut = check_shortcut(shortcut)
         # ``block(in_channels, out_channels, stride)`` swaps in another block (a new kind of skip,
         # Chapter 7's exercise); by default a BasicBlock with ``shortcut``.
-        self._block = block or (lambda cin, cout, stride: BasicBlock(cin, cout, stride, self.shortcut))
-        n = (depth - 2) // 6
+        block = block or (lambda cin, cout, stride: BasicBlock(cin, cout, stride, self.shortcut))
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU()
-        self.layer1 = self._make_stage(widths[0], widths[0], n, stride=1)
-        self.layer2 = self._make_stage(widths[0], widths[1], n, stride=2)
-        self.layer3 = self._make_stage(widths[1], widths[2], n, stride=2)
+        self.layer1 = make_stage(block, widths[0], widths[0], n, stride=1)
+        self.layer2 = make_stage(block, widths[0], widths[1], n, stride=2)
+        self.layer3 = make_stage(block, widths[1], widths[2], n, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[2], num_classes)
         he_init_(self)  # as in the paper (and torchvision)
-
-    def _make_stage(self, in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = [self._block(in_channels, out_channels, stride)]
-        layers += [self._block(out_channels, out_channels, 1) for _ in range(blocks - 1)]
-        return nn.Sequential(*layers)
-
-    def blocks(self) -> list[BasicBlock]:
-        """All residual (or plain) blocks in forward order."""
-        return [b for stage in (self.layer1, self.layer2, self.layer3) for b in stage]
-
-    def zero_init_last(self) -> None:
-        """Zero the last BN scale of every block (Goyal et al. 2017); see BasicBlock.zero_init_last."""
-        for block in self.blocks():
-            block.zero_init_last()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)

@@ -11,7 +11,8 @@ global average pooling and ``classifier``. State-dict keys and parameter counts 
   compression 0.5, 2k stem channels (769,162; paper 0.8M).
 * ImageNet ``densenet121``: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool, blocks of (6, 12, 24, 16)
   layers, k = 32 (7,978,856 parameters). ``pretrained=True`` fetches torchvision's weights
-  through ``torch.hub``'s cache; offline it raises a RuntimeError saying which file to put where.
+  through ``torch.hub``'s cache (:mod:`skiplib.models._weights`); offline it raises a
+  RuntimeError saying which file to put where.
 
 ``memory_efficient=True`` switches every dense layer to gradient checkpointing (Pleiss et al.
 2017): identical outputs and gradients, activation memory linear in depth.
@@ -19,7 +20,6 @@ global average pooling and ``classifier``. State-dict keys and parameter counts 
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 
 import torch
@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from skiplib.blocks.dense import DenseBlock, DenseLayer, Transition
-from skiplib.models.imagenet import fetch_weights
+from skiplib.checks import check_positive_int_sequence, check_positive_ints
+from skiplib.models._weights import check_pretrained_kwargs, load_pretrained_state_dict
 from skiplib.models.registry import fixed_by_name, register_model
 
 # exact counts of the paper's designs; asserted in the tests and in Chapter 5
@@ -50,12 +51,9 @@ class DenseNet(nn.Module):
         super().__init__()
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}: allowed values are {', '.join(STEMS)}")
-        if not block_config or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in block_config):
-            raise ValueError(f"block_config must be a non-empty sequence of positive ints (layers per block), got {block_config!r}")
-        for name, v in (("num_classes", num_classes), ("num_init_features", num_init_features),
-                        ("in_channels", in_channels), ("growth_rate", growth_rate)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_positive_int_sequence("block_config", block_config, "positive ints (layers per dense block)")
+        check_positive_ints(num_classes=num_classes, num_init_features=num_init_features, in_channels=in_channels,
+                            growth_rate=growth_rate)
         if stem == "imagenet":
             stem_layers = [
                 ("conv0", nn.Conv2d(in_channels, num_init_features, kernel_size=7, stride=2, padding=3, bias=False)),
@@ -96,7 +94,7 @@ class DenseNet(nn.Module):
         """Every dense layer in forward order."""
         return [layer for block in self.dense_blocks() for layer in block.values()]
 
-    def set_memory_efficient(self, on: bool = True) -> "DenseNet":
+    def set_memory_efficient(self, on: bool = True) -> DenseNet:
         """Switch gradient checkpointing of every dense layer on or off; returns the model."""
         for block in self.dense_blocks():
             block.set_memory_efficient(on)
@@ -110,16 +108,24 @@ class DenseNet(nn.Module):
         return self.classifier(out)
 
 
+def is_cifar_densenet_depth(depth, bottleneck: bool = False) -> bool:
+    """True for the depths of the paper's CIFAR DenseNet: L = 3n + 4 (one conv per dense layer,
+    three blocks of n layers, plus the stem, two transitions and the classifier), or L = 6n + 4
+    with a bottleneck (two convs per layer); n >= 1."""
+    per_layer = 6 if bottleneck else 3
+    return not isinstance(depth, bool) and isinstance(depth, int) and depth >= 4 + per_layer \
+        and (depth - 4) % per_layer == 0
+
+
 def cifar_densenet(depth: int = 40, growth_rate: int = 12, bottleneck: bool = False, compression: float = 1.0,
                    num_classes: int = 10, **kwargs) -> DenseNet:
     """The paper's CIFAR DenseNet of ``depth`` L: three dense blocks of (L - 4) / 3 layers (L = 3n + 4),
     or with ``bottleneck`` (two convs per layer) (L - 4) / 6 layers (L = 6n + 4); the stem has 16
     channels, or 2k for DenseNet-BC (bottleneck and compression < 1)."""
-    per_layer = 6 if bottleneck else 3
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 4 + per_layer or (depth - 4) % per_layer:
+    if not is_cifar_densenet_depth(depth, bottleneck):
         rule = "6n+4 with a bottleneck (10, 16, 22, 28, 40, 100, ...)" if bottleneck else "3n+4 (7, 10, 13, 22, 40, 100, ...)"
         raise ValueError(f"CIFAR DenseNet depth must be {rule}, got {depth!r}")
-    n = (depth - 4) // per_layer
+    n = (depth - 4) // (6 if bottleneck else 3)
     init = 2 * growth_rate if bottleneck and compression < 1 else 16
     kwargs.setdefault("num_init_features", init)
     return DenseNet(growth_rate=growth_rate, block_config=(n, n, n), bn_size=4 if bottleneck else None,
@@ -143,54 +149,18 @@ def densenet_bc100(**kwargs) -> DenseNet:
     return cifar_densenet(**fixed_by_name("densenet_bc100", kwargs, _HINT, depth=100, bottleneck=True, compression=0.5))
 
 
-# ------------------------------------------------------------------------------------------
-# ImageNet DenseNet-121 and torchvision's pretrained weights
-
-# torchvision's checkpoints predate the rule that module names have no dots: their dense layers
-# say "norm.1" where the module is now "norm1". torchvision renames them when loading; so do we.
-_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
-
-
-def rename_legacy_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """``...denselayer1.norm.1.weight`` -> ``...denselayer1.norm1.weight`` (torchvision's old checkpoints)."""
-    out = OrderedDict()
-    for key, value in state.items():
-        m = _OLD_KEY.match(key)
-        out[m.group(1) + m.group(2) if m else key] = value
-    return out
-
-
-def pretrained_weights(pretrained: bool | str = True):
-    """torchvision's ``DenseNet121_Weights`` member: ``True`` is DEFAULT, or a name like "IMAGENET1K_V1"."""
-    from torchvision.models import DenseNet121_Weights
-
-    if pretrained is True:
-        return DenseNet121_Weights.DEFAULT
-    names = [w.name for w in DenseNet121_Weights]
-    name = pretrained.replace("DenseNet121_Weights.", "") if isinstance(pretrained, str) else None
-    if name not in names:
-        raise ValueError(f"pretrained must be True, False or one of {', '.join(names)} for densenet121, got {pretrained!r}")
-    return DenseNet121_Weights[name]
-
-
-def load_pretrained_state_dict(pretrained: bool | str = True, *, download: bool = True,
-                               progress: bool = True) -> dict[str, Tensor]:
-    """torchvision's ImageNet state_dict for DenseNet-121 (keys renamed to today's), from the hub
-    cache or downloaded into it; a RuntimeError that says how to proceed when neither works."""
-    state = fetch_weights(pretrained_weights(pretrained), "densenet121", download=download, progress=progress)
-    return rename_legacy_keys(state)
-
 
 @register_model("densenet121")
 def densenet121(pretrained: bool | str = False, *, progress: bool = True, download: bool = True,
                 **kwargs) -> DenseNet:
     """ImageNet DenseNet-121 (k = 32, blocks 6-12-24-16; 7,978,856 parameters), torchvision-compatible."""
-    if pretrained not in (False, None) and any(kwargs.get(k, d) != d for k, d in (
-            ("num_classes", 1000), ("in_channels", 3), ("growth_rate", 32), ("block_config", (6, 12, 24, 16)))):
-        raise ValueError("pretrained weights exist only for num_classes=1000, in_channels=3 and the default architecture")
+    if pretrained not in (False, None):
+        check_pretrained_kwargs("densenet121", kwargs, num_classes=1000, in_channels=3, growth_rate=32,
+                                block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4, compression=0.5)
     for key, value in (("growth_rate", 32), ("block_config", (6, 12, 24, 16)), ("num_init_features", 64)):
         kwargs.setdefault(key, value)
     model = DenseNet(stem="imagenet", **kwargs)
     if pretrained not in (False, None):
-        model.load_state_dict(load_pretrained_state_dict(pretrained, download=download, progress=progress), strict=True)
+        state = load_pretrained_state_dict("densenet121", pretrained, download=download, progress=progress)
+        model.load_state_dict(state, strict=True)
     return model

@@ -76,8 +76,7 @@ class ShatterNet(nn.Module):
 
     def __init__(self, depth: int, width: int = 200, residual: bool = False, in_features: int = 1) -> None:
         super().__init__()
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive int, got {depth!r}")
+        check_positive_ints(depth=depth, width=width, in_features=in_features)
         self.residual = residual
         self.inp = nn.Linear(in_features, width)
         self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))

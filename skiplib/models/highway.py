@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from skiplib.blocks.highway import DEFAULT_GATE_BIAS, ConvHighwayLayer, HighwayLayer, check_gate_bias
-from skiplib.checks import check_positive_ints
+from skiplib.blocks.highway import DEFAULT_GATE_BIAS, ConvHighwayLayer, check_gate_bias
 from skiplib.models.cifar import check_cifar_net
 from skiplib.models.registry import fixed_by_name, register_model
+from skiplib.models.stages import make_stage
 
 HIGHWAY_CIFAR_WIDTHS = (11, 23, 45)  # ~ResNet widths / sqrt(2): the gate conv doubles each layer's weights
 
@@ -30,24 +30,20 @@ class HighwayCifarNet(nn.Module):
     def __init__(self, depth: int = 20, num_classes: int = 10, widths: tuple[int, int, int] = HIGHWAY_CIFAR_WIDTHS,
                  gate_bias: float = DEFAULT_GATE_BIAS, in_channels: int = 3) -> None:
         super().__init__()
-        widths = check_cifar_net("highway CIFAR net", depth, widths, num_classes, in_channels)
+        widths, n = check_cifar_net("highway CIFAR net", depth, widths, num_classes, in_channels)
         self.depth = depth
         self.gate_bias = check_gate_bias(gate_bias)
-        n = (depth - 2) // 6
+        layer = lambda cin, cout, stride: ConvHighwayLayer(cin, cout, stride, self.gate_bias)  # noqa: E731
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU()
-        self.layer1 = self._make_stage(widths[0], widths[0], 2 * n, 1)
-        self.layer2 = self._make_stage(widths[0], widths[1], 2 * n, 2)
-        self.layer3 = self._make_stage(widths[1], widths[2], 2 * n, 2)
+        # 2n highway layers per stage: each stands for one conv layer of the ResNet's n two-conv blocks
+        self.layer1 = make_stage(layer, widths[0], widths[0], 2 * n, 1)
+        self.layer2 = make_stage(layer, widths[0], widths[1], 2 * n, 2)
+        self.layer3 = make_stage(layer, widths[1], widths[2], 2 * n, 2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[2], num_classes)
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
-
-    def _make_stage(self, in_channels: int, out_channels: int, layers: int, stride: int) -> nn.Sequential:
-        first = ConvHighwayLayer(in_channels, out_channels, stride, self.gate_bias)
-        rest = [ConvHighwayLayer(out_channels, out_channels, 1, self.gate_bias) for _ in range(layers - 1)]
-        return nn.Sequential(first, *rest)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

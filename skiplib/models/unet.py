@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from skiplib.blocks.unet import DoubleConv, Down, OutConv, Up
+from skiplib.checks import check_positive_ints
 from skiplib.models.registry import fixed_by_name, register_model
 
 PAPER_PARAMETERS = 31_030_658  # UNet() = the configuration of Ronneberger et al. (2015), Fig. 1
@@ -47,9 +48,7 @@ class UNet(nn.Module):
                  skips: bool | Sequence[bool] = True, *, bilinear: bool = False, batch_norm: bool = False,
                  bias: bool | None = None, residual_encoder: bool = False) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("num_classes", num_classes), ("base", base), ("depth", depth)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_positive_ints(in_channels=in_channels, num_classes=num_classes, base=base, depth=depth)
         self.depth = depth
         self.skips = _skip_mask(skips, depth)
         kw = {"batch_norm": batch_norm, "bias": bias}

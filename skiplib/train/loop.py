@@ -25,8 +25,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skiplib.checks import check_positive_ints
-from skiplib.train.checkpoints import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from skiplib.profile import default_device
+from skiplib.train.checkpoints import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 
@@ -55,7 +55,7 @@ class History:
         return {"records": self.records}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict) -> History:
         return cls(records=list(d["records"]))
 
 

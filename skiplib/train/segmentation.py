@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from skiplib.train.checkpoints import cpu_bytes, fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from skiplib.checks import check_positive_ints
-from skiplib.profile import default_device
 from skiplib.data.cells import CellSet, boundary_f1, cell_f1, dice_iou
+from skiplib.profile import default_device
+from skiplib.train.checkpoints import cpu_bytes, fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from skiplib.train.loop import History
 
 
