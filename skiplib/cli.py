@@ -22,7 +22,11 @@ writes the runs that finished to ``<name>.partial.json`` (marked ``"partial": tr
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+# Commands that moved to the book tooling (skiplib.tools, which course code never imports).
+MOVED = {"bench": "python -m skiplib.tools bench", "gpu-check": "python -m skiplib.tools gpu-check"}
 
 
 def positive_int(text: str) -> int:
@@ -42,11 +46,16 @@ def _run_options(p: argparse.ArgumentParser, *, epochs: bool = True) -> None:
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default=None, help="run size (default: $SKIPLIB_PROFILE)")
     if epochs:
         p.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs (>= 1)")
-    p.add_argument("--out-dir", type=Path, default=None, help="where to write the JSON (default: the current folder; reference runs go to results/)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="where to write the JSON (default: the current folder; reference runs go to results/)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list and args_list[0] in MOVED:
+        print(f"`python -m skiplib {args_list[0]}` is now `{MOVED[args_list[0]]}` (book tooling)", file=sys.stderr)
+        return 2
     from skiplib.chapters import ch01_degradation as degradation
     from skiplib.chapters import ch03_highway as highway
     from skiplib.chapters import ch05_densenets as dense_memory

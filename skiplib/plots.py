@@ -1,11 +1,13 @@
-"""One matplotlib style for the whole course: curves, gradient-norm bars (Chapter 1 on)."""
+"""One matplotlib style for the whole course: curves, gradient-norm bars, reference runs (Chapter 1 on)."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Callable, Mapping
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+
+from skiplib.results import reference_run
 
 # plain nets warm, residual nets cool, so "with or without skips" reads at a glance
 PALETTE = {
@@ -60,6 +62,27 @@ def plot_curves(histories: Mapping[str, object], key: str = "train_err", ax=None
     ax.set_ylabel(key.replace("_", " ").replace("err", "error") + (" (%)" if percent else ""))
     ax.legend()
     return ax
+
+
+def show_reference(name: str, draw: Callable[[dict, object], object], *, ncols: int = 1,
+                   figsize: tuple[float, float] | None = None, **subplots_kw) -> dict | None:
+    """Show the committed reference run ``name`` (``results/<name>.json``) below a chapter's live run.
+
+    Where skiplib ships no such run, print what is missing and how to make it
+    (:func:`skiplib.results.missing_result_message`) and return None. Otherwise make one row of
+    ``ncols`` axes (``subplots_kw`` go to ``plt.subplots``), let ``draw(result, axes)`` plot the run
+    on them (``axes`` as ``plt.subplots`` gives it: one Axes, or an array for ``ncols > 1``), caption
+    the figure with the run's provenance, show it and return the result. Chapters 1, 7 and 8.
+    """
+    result, note = reference_run(name)
+    if result is None:
+        print(note)
+        return None
+    fig, axes = plt.subplots(1, ncols, figsize=figsize or (5.5 * ncols, 4.0), **subplots_kw)
+    draw(result, axes)
+    fig.suptitle(note, fontsize=10)
+    plt.show()
+    return result
 
 
 def plot_grad_norms(norms: Mapping[str, Mapping[str, float]], ax=None, *, logy: bool = True):

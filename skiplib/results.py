@@ -16,6 +16,8 @@ import platform
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +52,8 @@ def git_commit() -> str:
     if not (REPO_ROOT / ".git").exists() or not (REPO_ROOT / "pyproject.toml").is_file():
         return "unknown"
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
@@ -67,8 +70,9 @@ def device_name(device: torch.device) -> str:
 
 def provenance(device: torch.device, data_source: str, seconds: float, profile: str) -> dict:
     """Command, commit, device, data source, date, seconds and versions of a run."""
+    from_cli = sys.argv and sys.argv[0].endswith("__main__.py")
     return {
-        "command": " ".join(["python -m skiplib"] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith("__main__.py") else " ".join(sys.argv),
+        "command": " ".join(["python -m skiplib"] + sys.argv[1:]) if from_cli else " ".join(sys.argv),
         "commit": git_commit(),
         "device": device_name(device),
         "data_source": data_source,
@@ -153,6 +157,27 @@ def missing_result_message(name: str) -> str:
     return text + f" To make one, run `{command}`{on}."
 
 
+def describe_provenance(prov: Mapping) -> str:
+    """One line for a caption: profile, device, data, date, minutes and commit of a run, as far as
+    its provenance (:func:`provenance`) records them."""
+    parts = [f"{prov['profile']} profile" if prov.get("profile") else None, prov.get("device"),
+             prov.get("data_source"), str(prov["date"])[:10] if prov.get("date") else None,
+             f"{prov['seconds'] / 60:.0f} min" if isinstance(prov.get("seconds"), (int, float)) else None,
+             f"commit {str(prov['commit'])[:12]}" if prov.get("commit") else None]
+    return ", ".join(p for p in parts if p)
+
+
+def reference_run(name: str) -> tuple[dict | None, str]:
+    """``(result, note)`` for the reference run ``name`` shipped with skiplib, as a chapter shows it
+    beside its live run: the result and a one-line caption of where it came from, or ``None`` and
+    :func:`missing_result_message` (what is missing and how to make it). Plotted by
+    :func:`skiplib.plots.show_reference` (Chapters 1, 7, 8); Chapter 5 overlays it on its own figure."""
+    result = load_result(name)
+    if result is None:
+        return None, missing_result_message(name)
+    return result, f"Reference run {name}: {describe_provenance(result.get('provenance', {}))}"
+
+
 def _inside_installation(path: Path) -> bool:
     """True if ``path`` is inside the skiplib package or any site-packages/dist-packages folder."""
     return path.is_relative_to(PACKAGE_DIR) or any(part in ("site-packages", "dist-packages") for part in path.parts)
@@ -210,3 +235,27 @@ def save_partial(name: str, payload: dict, directory: str | os.PathLike | None =
     print(f"interrupted: wrote what finished so far to {path} (marked partial); the same command resumes "
           "from the checkpoints", file=sys.stderr)
     return path
+
+
+def run_and_save(name: str, run: Callable[[dict], dict], body: Callable[[dict], dict], *, device: torch.device,
+                 profile: str, out_dir: str | os.PathLike | None) -> tuple[dict, Path]:
+    """What every reference-run command does around its training (``python -m skiplib degradation``,
+    ``compare``, ``landscape``): check that ``out_dir`` and the checkpoint folder take files *before*
+    minutes of training; ``out = run(partial)``, where ``run`` fills the dict ``partial`` as pieces
+    finish; on Ctrl-C write what finished to ``<name>.partial.json`` (:func:`save_partial`) and re-raise;
+    otherwise write ``<name>.json``. ``body(out)`` (applied to ``partial`` on Ctrl-C) gives the JSON
+    payload; the provenance is added here, with the data source from ``out["info"]["source"]`` and the
+    seconds from ``out["seconds"]`` (on Ctrl-C: those elapsed). Returns ``(out, path)``."""
+    check_outputs(out_dir)  # before minutes of training, not after
+    partial, t0 = {}, time.perf_counter()
+
+    def payload(out: dict, seconds: float) -> dict:
+        source = out.get("info", {}).get("source", "not loaded yet")
+        return {**body(out), "provenance": provenance(device, source, seconds, profile)}
+
+    try:
+        out = run(partial)
+    except KeyboardInterrupt:
+        save_partial(name, payload(partial, time.perf_counter() - t0), out_dir)
+        raise
+    return out, save_result(name, payload(out, out["seconds"]), out_dir)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from skiplib.analysis import families as C
-from skiplib.data import DeviceLoader, synthetic_cifar10, to_float
 from skiplib.chapters import ch07_comparison as experiment
+from skiplib.data import DeviceLoader, synthetic_cifar10, to_float
 from skiplib.models import count_parameters
 from skiplib.profile import get_profile
 

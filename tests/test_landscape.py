@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from skiplib.analysis import landscape as L
-from skiplib.models import cifar_resnet, create_model
+from skiplib.models import cifar_resnet
 
 
 def _trained_like(name: str = "resnet8") -> nn.Module:
@@ -144,8 +144,8 @@ def test_grid_and_errors():
 
 
 def test_experiment_helpers():
-    from skiplib.data import DeviceLoader
     from skiplib.chapters import ch08_why as lx
+    from skiplib.data import DeviceLoader
 
     assert lx.paper_cost_ratio(51, 50_000, 32) == 1.0
     assert lx.paper_cost_ratio(11, 256, 16) == pytest.approx(51**2 * 50_000 * 4 / (121 * 256))

@@ -55,7 +55,7 @@ def test_plots_draw_labelled_axes():
             "resnet20": [{"epoch": 1, "train_err": 0.45}, {"epoch": 2, "train_err": 0.3}]}
     plots.plot_curves(hist, "train_err", ax=ax)
     assert ax.get_xlabel() == "epoch" and "%" in ax.get_ylabel()
-    assert [l.get_label() for l in ax.get_lines()] == ["plain20", "resnet20"]
+    assert [line.get_label() for line in ax.get_lines()] == ["plain20", "resnet20"]
     assert ax.get_lines()[1].get_ydata()[1] == pytest.approx(30.0)
     assert plots.color_for("plain20") != plots.color_for("resnet20")
     plots.plot_grad_norms({"plain20": {"a": 1.0, "b": 0.5}}, ax=ax)

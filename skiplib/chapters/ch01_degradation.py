@@ -3,18 +3,27 @@
 Plain nets and ResNets of several depths, trained with one recipe on CIFAR-10. The chapter
 notebook and ``python -m skiplib degradation`` call the same :func:`run`, with sizes from
 :func:`config`, so the live run and the reference run differ only by profile.
+
+Shared with later chapters: :func:`train_families` (plain and residual nets from one seed on the
+same batches) also trains Chapter 8's pairs, :func:`loaders` gives Chapters 5 and 8 their CIFAR-10
+loaders, and :func:`profile_and_config` starts the CLI entries of Chapters 7 and 8.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from matplotlib.axes import Axes
+from torch import nn
 
-from skiplib.data import cifar10_loaders
-from skiplib.results import check_outputs, provenance, save_partial, save_result
+from skiplib import plots
+from skiplib.data import DeviceLoader, cifar10_loaders
 from skiplib.models import create_model
 from skiplib.profile import Profile, get_profile, seed_everything
+from skiplib.results import run_and_save
 from skiplib.train import History, fit, run_checkpoint
 
 FAMILIES = ("plain", "resnet")
@@ -32,70 +41,115 @@ def config(profile: Profile) -> dict:
     return {**recipe, **sizes, "profile": profile.name}
 
 
-def run(cfg: dict, *, device: torch.device | str | None = None, families=FAMILIES, allow_synthetic: bool = False,
-        checkpoints: bool = False, progress: bool = True, partial: dict | None = None) -> dict:
+def loaders(cfg: dict, device: torch.device | str | None, allow_synthetic: bool = False,
+            verbose: bool = True) -> tuple[DeviceLoader, DeviceLoader, dict]:
+    """The chapter's CIFAR-10 train and test loaders and their info dict, sized by ``cfg``
+    (``train_subset``, ``test_subset``, ``image_size``, ``batch_size``, ``seed``); Chapters 1, 5 and 8."""
+    return cifar10_loaders(train_subset=cfg["train_subset"], test_subset=cfg["test_subset"],
+                           image_size=cfg["image_size"], batch_size=cfg["batch_size"], device=device,
+                           seed=cfg["seed"], allow_synthetic=allow_synthetic, verbose=verbose)
+
+
+def train_families(cfg: dict, train_loader: DeviceLoader, test_loader: DeviceLoader, *,
+                   device: torch.device | str | None, families: Sequence[str] = FAMILIES,
+                   depths: Sequence[int] | None = None, experiment: str | None = None, key: dict | None = None,
+                   progress: bool = True, data: dict | None = None,
+                   histories: dict | None = None) -> tuple[dict[str, nn.Module], dict[str, History]]:
+    """Train the net ``f"{family}{depth}"`` (``plain20``, ``resnet56`` …) for every depth of ``depths``
+    (default ``cfg["depths"]``) and family of ``families``, depth by depth, with ``cfg``'s recipe; return
+    ``(models, histories)`` keyed by label. Every net starts from seed ``cfg["seed"]`` and sees the same
+    batches in the same order (the loader is rewound to its state at the call), so only the
+    architecture differs: Chapter 1's experiment, and Chapter 8's plain/ResNet pair.
+
+    With ``experiment``, each net checkpoints every epoch to ``run_checkpoint(experiment, key, label)``
+    (``key`` defaults to ``cfg``), so an interrupted call resumes where it stopped; ``data`` (the
+    loaders' info dict) is recorded in every checkpoint, with the seed. ``histories`` (a dict), if
+    given, receives each net's history as soon as it is trained.
+    """
+    depths = cfg["depths"] if depths is None else depths
+    start = train_loader.state_dict()
+    data = None if data is None else {**data, "seed": cfg["seed"]}  # synthetic runs never resume as CIFAR-10
+    finished = {} if histories is None else histories
+    models: dict[str, nn.Module] = {}
+    for depth in depths:
+        for family in families:
+            label = f"{family}{depth}"
+            seed_everything(cfg["seed"])
+            train_loader.load_state_dict(start)
+            models[label] = create_model(label)
+            ckpt = run_checkpoint(experiment, cfg if key is None else key, label) if experiment else None
+            finished[label] = fit(
+                models[label], train_loader, test_loader, epochs=cfg["epochs"], lr=cfg["lr"],
+                momentum=cfg["momentum"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],
+                device=device, checkpoint=ckpt, progress=progress, desc=label, data=data,
+            )
+    return models, {label: finished[label] for label in models}
+
+
+def run(cfg: dict, *, device: torch.device | str | None = None, families: Sequence[str] = FAMILIES,
+        allow_synthetic: bool = False, checkpoints: bool = False, progress: bool = True,
+        partial: dict | None = None) -> dict:
     """Train every family x depth of ``cfg``; return the per-run histories and trained models
     (``{"histories": {label: History}, "models": {label: nn.Module}, "info": ..., "seconds": ...}``).
 
-    Labels are ``plain20``, ``resnet56`` …; each net starts from the same seed. With
-    ``checkpoints`` each run checkpoints every epoch to ``run_checkpoint("degradation", cfg, label)``
-    (see :func:`skiplib.train.checkpoint_dir`), so that an interrupted call resumes where it stopped.
-    ``partial`` (a dict) receives ``"info"`` and each run's ``"histories"`` entry as soon as it
-    finishes, so a caller that is interrupted can save what finished.
+    Labels are ``plain20``, ``resnet56`` …; each net starts from the same seed (see
+    :func:`train_families`). With ``checkpoints`` each run checkpoints every epoch to
+    ``run_checkpoint("degradation", cfg, label)`` (see :func:`skiplib.train.checkpoint_dir`), so that an
+    interrupted call resumes where it stopped. ``partial`` (a dict) receives ``"info"`` and each run's
+    ``"histories"`` entry as soon as it finishes, so a caller that is interrupted can save what finished.
     """
     unknown = set(families) - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown families {sorted(unknown)}: allowed values are {', '.join(FAMILIES)}")
     device = torch.device(device) if device is not None else get_profile().device
-    train_loader, test_loader, info = cifar10_loaders(
-        train_subset=cfg["train_subset"], test_subset=cfg["test_subset"], image_size=cfg["image_size"],
-        batch_size=cfg["batch_size"], device=device, seed=cfg["seed"], allow_synthetic=allow_synthetic,
-    )
+    train_loader, test_loader, info = loaders(cfg, device, allow_synthetic=allow_synthetic)
     partial = {} if partial is None else partial
     partial.update(info=info, histories={})
-    data = {**info, "seed": cfg["seed"]}  # recorded in each checkpoint: synthetic runs never resume as CIFAR-10
-    start_state = train_loader.state_dict()  # every net sees the same batches in the same order
-    histories: dict[str, History] = {}
-    models: dict[str, torch.nn.Module] = {}
     t0 = time.perf_counter()
-    for depth in cfg["depths"]:
-        for family in families:
-            label = f"{family}{depth}"
-            seed_everything(cfg["seed"])
-            train_loader.load_state_dict(start_state)
-            model = models[label] = create_model(label)
-            ckpt = run_checkpoint("degradation", cfg, label) if checkpoints else None
-            histories[label] = fit(
-                model, train_loader, test_loader, epochs=cfg["epochs"], lr=cfg["lr"], momentum=cfg["momentum"],
-                weight_decay=cfg["weight_decay"], schedule=cfg["schedule"], device=device, checkpoint=ckpt,
-                progress=progress, desc=label, data=data,
-            )
-            partial["histories"][label] = histories[label]
+    models, histories = train_families(
+        cfg, train_loader, test_loader, device=device, families=families,
+        experiment="degradation" if checkpoints else None, progress=progress, data=info,
+        histories=partial["histories"],
+    )
     return {"histories": histories, "models": models, "info": info, "seconds": time.perf_counter() - t0}
 
 
-def main(args) -> int:
-    """CLI entry: run the experiment in ``args.profile`` and write ``results/degradation-<profile>.json``."""
+def plot_families(histories: Mapping[str, object], axes: Sequence[Axes], *, key: str = "train_err",
+                  note: str = "") -> None:
+    """Chapter 1's two panels: ``key`` per epoch of the plain nets on ``axes[0]``, of the ResNets on
+    ``axes[1]`` (``histories`` maps labels to :class:`History` objects or lists of records)."""
+    for ax, family, title in zip(axes, FAMILIES, ("plain", "residual (option A shortcuts)")):
+        plots.plot_curves({k: h for k, h in histories.items() if k.startswith(family)}, key, ax=ax)
+        ax.set_title(title + note)
+
+
+def plot_reference(result: dict, axes: Sequence[Axes]) -> None:
+    """Draw a ``degradation-<profile>`` reference run (:func:`skiplib.plots.show_reference`, two axes)."""
+    plot_families(result["histories"], axes, note=" (reference run)")
+
+
+def profile_and_config(args: argparse.Namespace, make_config: Callable[[Profile], dict]) -> tuple[Profile, dict]:
+    """The chapters' CLI entries: the profile of ``args.profile`` and its config; ``--epochs``, where a
+    command has it and it is given, overrides the profile's epochs."""
     profile = get_profile(args.profile)
-    cfg = config(profile)
-    if args.epochs is not None:
+    cfg = make_config(profile)
+    if getattr(args, "epochs", None) is not None:
         cfg["epochs"] = args.epochs
-    check_outputs(args.out_dir)  # before minutes of training, not after
-    partial, t0 = {}, time.perf_counter()
+    return profile, cfg
 
-    def payload(out: dict, seconds: float) -> dict:
-        return {"experiment": "degradation", "config": cfg,
-                "histories": {label: h.records for label, h in out.get("histories", {}).items()},
-                "provenance": provenance(profile.device, out.get("info", {}).get("source", "not loaded yet"), seconds,
-                                         profile.name)}
 
-    try:
-        out = run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, checkpoints=True,
-                  partial=partial)
-    except KeyboardInterrupt:
-        save_partial(f"degradation-{profile.name}", payload(partial, time.perf_counter() - t0), args.out_dir)
-        raise
-    path = save_result(f"degradation-{profile.name}", payload(out, out["seconds"]), args.out_dir)
+def main(args: argparse.Namespace) -> int:
+    """CLI entry: run the experiment in ``args.profile`` and write ``results/degradation-<profile>.json``."""
+    profile, cfg = profile_and_config(args, config)
+
+    def body(out: dict) -> dict:
+        histories = {label: h.records for label, h in out.get("histories", {}).items()}
+        return {"experiment": "degradation", "config": cfg, "histories": histories}
+
+    out, path = run_and_save(
+        f"degradation-{profile.name}", body=body, device=profile.device, profile=profile.name, out_dir=args.out_dir,
+        run=lambda partial: run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic,
+                                checkpoints=True, partial=partial))
     for label, h in out["histories"].items():
         print(f"{label:>10}: final train error {h.last['train_err']:.1%}, test error {h.last['test_err']:.1%}")
     print(f"wrote {path}")

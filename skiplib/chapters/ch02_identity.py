@@ -1,11 +1,20 @@
-"""Chapter 2 (the identity-mapping construction): the run sizes the notebook uses.
+"""Chapter 2 (the identity-mapping construction): the run sizes the notebook uses and the
+figures it draws from its measurements.
 
 The construction itself (exact deepening, noise, shrinking, identity fitting) lives in
-:mod:`skiplib.analysis.identity`; its grader in :mod:`skiplib.exercises.ch02_identity`.
+:mod:`skiplib.analysis.identity`; its grader in :mod:`skiplib.exercises.ch02_identity`; the
+nested-classes picture in :func:`skiplib.diagrams.nested_classes`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from skiplib import plots
 from skiplib.profile import Profile
 
 
@@ -34,3 +43,74 @@ def config(profile: Profile) -> dict:
         "shrink_points": p(smoke=6, cpu=25, gpu=25),
     }
 
+
+def plot_shrink(factors: Sequence[float], curves: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+    """Figure 2.4: one panel per block kind (``curves["plain"]``, ``curves["residual"]``), each with
+    the block's distance to the zero map (``"to_zero"``) and to the identity (``"to_id"``) as all
+    its parameters are scaled by the factors, from 1 on the left down to the smallest."""
+    missing = {"plain", "residual"} - set(curves)
+    if missing:
+        raise ValueError(f"curves needs the block kinds 'plain' and 'residual', missing {sorted(missing)}")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, kind in zip(axes, ("plain", "residual")):
+        color = plots.color_for("plain" if kind == "plain" else "resnet")
+        ax.plot(factors, curves[kind]["to_zero"], "-", color=color,
+                label="distance to the zero map  $\\|f(x)\\|/\\|x\\|$")
+        ax.plot(factors, curves[kind]["to_id"], "--", color=color,
+                label="distance to the identity  $\\|f(x)-x\\|/\\|x\\|$")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("weight scale $t$ (all parameters × $t$)")
+        ax.set_title(f"{kind} block")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("relative distance")
+    return fig
+
+
+def running_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """Means of every ``window`` consecutive values (``len(values) - window + 1`` of them)."""
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= len(values):
+        raise ValueError(f"window must be an int from 1 to len(values) = {len(values)}, got {window!r}")
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_zero_init_steps(curves: Mapping[str, Sequence[float]], *, window: int, title: str) -> Figure:
+    """Figure 2.5: the per-step training loss (faint) and its running mean over ``window`` steps of
+    two runs, ``curves`` = {label of the default initialisation: losses, label of zero-init: losses}."""
+    if len(curves) != 2:
+        raise ValueError(f"curves needs exactly two runs (default init, then zero-init), got {list(curves)}")
+    fig, ax = plt.subplots()
+    for color, (label, losses) in zip((plots.color_for("resnet"), plots.color_for("zero-init")), curves.items()):
+        smooth = running_mean(losses, window)
+        ax.plot(np.arange(len(losses)) + 1, losses, color=color, alpha=0.25, lw=1)
+        ax.plot(np.arange(len(smooth)) + window, smooth, color=color, label=label)  # x: a window's last step
+    ax.set_xlabel("SGD step")
+    ax.set_ylabel("training loss (batch)")
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def plot_noise_sweep(sigmas: Sequence[float], losses: Sequence[float], *, base_loss: float,
+                     he_range: tuple[float, float], shallow: int, deep: int,
+                     marker: tuple[float, float] | None = None) -> Figure:
+    """Figure 2.6: the deep copy's training loss against the noise σ on its inserted blocks, the
+    exact copy's loss (dashed), the range of He-initialised weight scales (shaded) and, for the
+    slider, one more ``marker = (σ, loss)`` point."""
+    if len(sigmas) != len(losses):
+        raise ValueError(f"one loss per sigma needed, got {len(sigmas)} sigmas and {len(losses)} losses")
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(sigmas, losses, "o-", color=plots.color_for("plain"), label=f"plain-{deep} copy with noisy identity blocks")
+    ax.axhline(base_loss, color="gray", ls="--", label=f"exact copy (= plain-{shallow})")
+    ax.axvspan(*he_range, color="gray", alpha=0.15, label="std of He-initialised weights")
+    if marker is not None:
+        sigma, loss = marker
+        ax.plot([sigma], [loss], "*", markersize=14, color="black", label=f"σ = {sigma:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("noise σ on the inserted conv weights")
+    ax.set_ylabel("training loss")
+    ax.set_title("Moving away from the exact copy")
+    ax.legend(fontsize=8)
+    return fig

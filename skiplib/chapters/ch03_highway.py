@@ -5,19 +5,26 @@ flattened CIFAR-10, and short gate-bias runs.
 * :func:`train_fc`: train one thin FC net (plain or highway) with SGD; a run that diverges
   is reported with an infinite loss instead of raising, so "best of a learning-rate sweep"
   still works;
-* :func:`depth_sweep`: every (kind, depth, lr) of the sweep; keeps the best run per (kind, depth).
+* :func:`depth_sweep`: every (kind, depth, lr) of the sweep; keeps the best run per (kind, depth);
+* :func:`plot_depth_sweep`, :func:`plot_highway_vs_resnet`: the chapter's figures of those runs.
+
+The highway-layer picture is :func:`skiplib.diagrams.highway_layer`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
-from skiplib.data import SOURCE_SYNTHETIC, DeviceLoader, load_cifar10, subset, to_float
+from skiplib import plots
+from skiplib.data import DeviceLoader, load_cifar10, subset, to_float
 from skiplib.models import create_model
 from skiplib.profile import Profile, seed_everything
 from skiplib.train import History, fit
@@ -101,9 +108,10 @@ def train_fc(kind: str, depth: int, lr: float, x: torch.Tensor, y: torch.Tensor,
 def depth_sweep(x: torch.Tensor, y: torch.Tensor, *, depths, lrs, epochs: int, kinds=("plain", "highway"),
                 gate_bias: float | dict = -2.0, verbose: bool = True, runs: dict | None = None,
                 **kw) -> tuple[dict, dict]:
-    """Train every (kind, depth, lr); ``gate_bias`` is one value or a dict depth -> value. Returns ``(best, all_runs)``: ``best[kind, depth]`` is the run
-    with the lowest final training loss (the paper's "best training loss" per configuration),
-    ``all_runs[kind, depth, lr]`` every run (models of non-best runs are dropped to save memory).
+    """Train every (kind, depth, lr); ``gate_bias`` is one value or a dict depth -> value.
+    Returns ``(best, all_runs)``: ``best[kind, depth]`` is the run with the lowest final training
+    loss (the paper's "best training loss" per configuration), ``all_runs[kind, depth, lr]`` every
+    run (models of non-best runs are dropped to save memory).
     ``runs`` (a dict) is filled with each run as it finishes, so an interrupted caller keeps them."""
     best: dict = {}
     runs = {} if runs is None else runs
@@ -137,17 +145,61 @@ def _finite(loss: float) -> float | None:
     return None if math.isinf(loss) else loss  # JSON has no infinity: a diverged run is null
 
 
-def uses_real_data(source: str) -> bool:
-    """True unless the data is the smoke profile's synthetic stand-in."""
-    return source != SOURCE_SYNTHETIC
+def plot_depth_sweep(best: Mapping[tuple[str, int], FCRun], depths: Sequence[int]) -> Figure:
+    """The paper's Fig. 1 for our runs: the best final training loss of the plain and highway nets
+    against depth (left, with a uniform guess's ln 10), and the loss per epoch of every best run
+    (right, plain dashed, highway solid; diverged runs have no curve). ``best`` is
+    :func:`depth_sweep`'s first result."""
+    missing = [(kind, d) for kind in ("plain", "highway") for d in depths if (kind, d) not in best]
+    if missing:
+        raise ValueError(f"best has no run for {missing}")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind in ("plain", "highway"):
+        color = plots.color_for(kind) if kind == "plain" else plots.PALETTE["other"][0]
+        ax1.plot(depths, [best[kind, d].final_loss for d in depths], marker="o", color=color, label=kind)
+    ax1.axhline(math.log(10), color="grey", linestyle=":", label="chance (ln 10)")
+    ax1.set_xscale("log")
+    ax1.set_xticks(depths)
+    ax1.set_xticklabels([str(d) for d in depths])
+    ax1.set_xlabel("depth (hidden layers)")
+    ax1.set_ylabel("best final training loss")
+    ax1.legend()
+    for kind, style in (("plain", "--"), ("highway", "-")):
+        for i, d in enumerate(depths):
+            run = best[kind, d]
+            if run.history is not None:
+                color = plots.PALETTE["plain" if kind == "plain" else "other"][i]
+                ax2.plot(run.history.column("epoch"), run.history.column("train_loss"), style, color=color,
+                         label=f"{kind}-{d}")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("training loss (best lr)")
+    ax2.legend(ncol=2)
+    return fig
+
+
+def plot_highway_vs_resnet(histories: Mapping[str, History], seconds: Sequence[float]) -> Figure:
+    """Training (solid) and test (dashed) error per epoch of the conv nets (left) and their
+    measured ``seconds`` per epoch, one per history in the same order (right)."""
+    if len(seconds) != len(histories):
+        raise ValueError(f"one time per run needed, got {len(seconds)} for {len(histories)} runs")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.0))
+    plots.plot_curves(histories, "train_err", ax=a1, label_suffix=" train")
+    plots.plot_curves(histories, "test_err", ax=a1, linestyle="--", label_suffix=" test", alpha=0.7)
+    a1.set_ylabel("error (%)")
+    a1.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    a2.bar(list(histories), seconds, color=[plots.color_for(k) for k in histories])
+    a2.set_ylabel("seconds per epoch (measured)")
+    a2.set_xlabel("network")
+    fig.tight_layout()
+    return fig
 
 
 def main(args) -> int:
     """CLI entry (``python -m skiplib highway``): Chapter 3's depth experiment in ``args.profile``;
     writes ``results/highway-depth-<profile>.json`` (best training loss per family and depth, every run's
     final loss and loss curve, provenance)."""
-    from skiplib.results import check_outputs, provenance, save_partial, save_result
     from skiplib.profile import get_profile
+    from skiplib.results import check_outputs, provenance, save_partial, save_result
 
     torch.set_flush_denormal(True)  # deep plain nets produce denormals, which are very slow on CPUs
     profile = get_profile(args.profile)
@@ -160,7 +212,8 @@ def main(args) -> int:
     def payload(seconds: float) -> dict:
         return {
             "experiment": "highway-depth",
-            "config": {k: (v if not isinstance(v, dict) else {str(d): b for d, b in v.items()}) for k, v in cfg.items()},
+            "config": {k: (v if not isinstance(v, dict) else {str(d): b for d, b in v.items()})
+                       for k, v in cfg.items()},
             "best": {f"{k}{d}": {"lr": r.lr, "final_train_loss": _finite(r.final_loss)}
                      for (k, d), r in best_runs(runs).items()},
             "runs": [{"kind": r.kind, "depth": r.depth, "lr": r.lr, "final_train_loss": _finite(r.final_loss),
@@ -173,9 +226,10 @@ def main(args) -> int:
         x, y, source = flat_cifar10(cfg["fc_train_subset"], cfg["fc_image_size"], seed=cfg["seed"],
                                     allow_synthetic=profile.allow_synthetic)
         t0 = time.perf_counter()
-        depth_sweep(x, y, depths=cfg["depths"], lrs=cfg["fc_lrs"], epochs=cfg["fc_epochs"], gate_bias=cfg["fc_gate_bias"],
-                    batch_size=cfg["batch_size"], momentum=cfg["momentum"], weight_decay=cfg["fc_weight_decay"],
-                    schedule=cfg["schedule"], seed=cfg["seed"], device=profile.device, runs=runs)
+        depth_sweep(x, y, depths=cfg["depths"], lrs=cfg["fc_lrs"], epochs=cfg["fc_epochs"],
+                    gate_bias=cfg["fc_gate_bias"], batch_size=cfg["batch_size"], momentum=cfg["momentum"],
+                    weight_decay=cfg["fc_weight_decay"], schedule=cfg["schedule"], seed=cfg["seed"],
+                    device=profile.device, runs=runs)
     except KeyboardInterrupt:
         save_partial(f"highway-depth-{profile.name}", payload(time.perf_counter() - t0), args.out_dir)
         raise

@@ -1,11 +1,20 @@
-"""Chapter 4 (ResNets on CIFAR and ImageNet): the run sizes the notebook uses.
+"""Chapter 4 (ResNets on CIFAR and ImageNet): the run sizes the notebook uses, and the photos
+that the pretrained ResNet-34 classifies with the figure that shows its answers.
 
 Blocks: :mod:`skiplib.blocks`; models: :mod:`skiplib.models.cifar` and
-:mod:`skiplib.models.imagenet`; grader: :mod:`skiplib.exercises.ch04_resnets`.
+:mod:`skiplib.models.imagenet`; grader: :mod:`skiplib.exercises.ch04_resnets`; the residual
+block's picture: :func:`skiplib.diagrams.residual_block`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from skiplib.data import load_cifar10
 from skiplib.profile import Profile
 
 
@@ -24,3 +33,34 @@ def config(profile: Profile) -> dict:
     )
     return {**recipe, **sizes, "grad_depth": 56, "summary_size": 224, "profile": profile.name}
 
+
+def example_photos(n_cifar: int = 5, *, allow_synthetic: bool = False) -> list[torch.Tensor]:
+    """A photo that ships with matplotlib (Grace Hopper, so nothing is downloaded) followed by the
+    first ``n_cifar`` CIFAR-10 test images, each a uint8 tensor ``[3, H, W]`` of its own size."""
+    # imported here: only this function needs PIL and torchvision's conversion
+    from matplotlib import cbook
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+
+    if isinstance(n_cifar, bool) or not isinstance(n_cifar, int) or n_cifar < 0:
+        raise ValueError(f"n_cifar must be an int >= 0, got {n_cifar!r}")
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        photos = [pil_to_tensor(Image.open(f).convert("RGB"))]
+    cifar_test = load_cifar10("test", allow_synthetic=allow_synthetic, verbose=False)
+    return photos + list(cifar_test.images[:n_cifar])
+
+
+def plot_top1(photos: Sequence[torch.Tensor], probs: torch.Tensor, categories: Sequence[str]) -> Figure:
+    """One panel per photo (uint8 ``[3, H, W]``), titled with the most probable of ``categories``
+    and its probability; ``probs`` is ``[len(photos), len(categories)]``."""
+    if probs.shape != (len(photos), len(categories)):
+        raise ValueError(f"probs must have shape ({len(photos)}, {len(categories)}) (photos, categories), "
+                         f"got {tuple(probs.shape)}")
+    fig, axes = plt.subplots(1, len(photos), figsize=(2.2 * len(photos), 2.8), squeeze=False)
+    for ax, img, p in zip(axes[0], photos, probs):
+        top = p.argmax().item()
+        ax.imshow(img.permute(1, 2, 0))
+        ax.set_title(f"{categories[top]}\n{p[top]:.0%}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle("ResNet-34 (ImageNet weights): top-1 class and probability")
+    return fig

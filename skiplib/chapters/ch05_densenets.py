@@ -1,17 +1,30 @@
-"""Chapter 5 (DenseNets): the run sizes the notebook uses, and the ``dense-memory`` command
-(``python -m skiplib dense-memory``): peak memory and seconds per step of a dense block,
-naive vs memory-efficient, measured by :mod:`skiplib.analysis.memory`.
+"""Chapter 5 (DenseNets): the run sizes the notebook uses, its measuring and plotting helpers
+(cost of a network, feature-reuse maps, the efficiency and reuse figures), and the
+``dense-memory`` command (``python -m skiplib dense-memory``): peak memory and seconds per step of
+a dense block, naive vs memory-efficient, measured by :mod:`skiplib.analysis.memory`.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Mapping, Sequence
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
+from torch import nn
+from torchinfo import summary
 
-from skiplib.analysis.memory import block_memory_curve, growth_exponent
+from skiplib import plots
+from skiplib.analysis.memory import TensorMemory, block_memory_curve, growth_exponent
+from skiplib.blocks.dense import feature_reuse
+
+# the notebook's CIFAR-10 loaders are Chapter 1's, sized by this chapter's config
+from skiplib.chapters.ch01_degradation import loaders as loaders
+from skiplib.models.densenet import DenseNet, cifar_densenet
 from skiplib.profile import Profile
+from skiplib.train import History
 
 
 def config(profile: Profile) -> dict:
@@ -35,6 +48,102 @@ def config(profile: Profile) -> dict:
     )
     return {**recipe, **sizes, "growth_rate": 12, "profile": profile.name}
 
+
+def dense_net(cfg: dict) -> DenseNet:
+    """The chapter's DenseNet-BC (depth ``cfg["dense_depth"]``, growth rate ``cfg["growth_rate"]``,
+    bottleneck layers, compression 0.5), freshly initialised from the global seed."""
+    return cifar_densenet(cfg["dense_depth"], cfg["growth_rate"], bottleneck=True, compression=0.5)
+
+
+def training_cost(model: nn.Module, size: int = 32, batch: int = 2) -> dict:
+    """What one training step of ``model`` on ``size`` x ``size`` images costs: ``params``,
+    ``macs`` (multiply-adds per image, by torchinfo), ``mem`` (MiB per image of the tensors alive after
+    the forward pass: what backward will need) and ``peak`` (MiB per image at the step's peak)."""
+    s = summary(model, input_size=(1, 3, size, size), verbose=0)
+    x = torch.randn(batch, 3, size, size)
+    with TensorMemory() as mem:
+        model.train()
+        out = model(x)
+        kept = mem.current  # tensors alive after the forward pass: what backward will need
+        out.sum().backward()
+    return {"params": s.total_params, "macs": s.total_mult_adds, "mem": kept / batch / 2**20,
+            "peak": mem.peak / batch / 2**20}
+
+
+def plot_efficiency(histories: Mapping[str, History], params: Mapping[str, int], colors: Mapping[str, str],
+                    reference: dict | None = None) -> plt.Figure:
+    """The parameter-efficiency figure: error per epoch of each run (left; test solid, training
+    dashed) and final test error against parameters (right), with the runs of a reference result
+    (``{"runs": [{"model", "parameters", "test_err"}, ...]}``) as open squares."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.0), constrained_layout=True)
+    for label, h in histories.items():
+        color = colors[label]
+        ax1.plot(h.column("epoch"), [100 * e for e in h.column("test_err")], color=color, marker="o",
+                 label=f"{label} test")
+        ax1.plot(h.column("epoch"), [100 * e for e in h.column("train_err")], color=color, marker="o", linestyle="--",
+                 alpha=0.7, label=f"{label} train")
+        ax2.scatter(params[label] / 1e6, 100 * h.last["test_err"], color=color, s=60, label=f"{label} (this run)")
+    ax1.set_xticks(h.column("epoch"))
+    ax2.set_xlim(0, 1.2 * max(params.values()) / 1e6)
+    for run in (reference or {}).get("runs", []):
+        ax2.scatter(run["parameters"] / 1e6, 100 * run["test_err"], marker="s", facecolors="none",
+                    edgecolors=plots.color_for(run["model"]), label=f"{run['model']} (reference)")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("error (%)")
+    ax1.legend()
+    ax2.set_xlabel("parameters (millions)")
+    ax2.set_ylabel("final test error (%)")
+    ax2.legend()
+    return fig
+
+
+def reuse_maps(net: DenseNet) -> list[torch.Tensor]:
+    """Huang et al.'s Fig. 5 for each of a CIFAR DenseNet's three dense blocks
+    (:func:`skiplib.blocks.dense.feature_reuse`): the last target of a block is the layer that reads
+    all of it, the next transition (for the last block, the classifier)."""
+    blocks = net.dense_blocks()
+    if len(blocks) != 3:
+        raise ValueError(f"reuse_maps needs a CIFAR DenseNet (three dense blocks), got {len(blocks)} blocks")
+    followers = [net.features.transition1, net.features.transition2, net.classifier]
+    return [feature_reuse(b, f) for b, f in zip(blocks, followers)]
+
+
+def plot_reuse(rows: Mapping[str, Sequence[torch.Tensor]]) -> plt.Figure:
+    """Feature-reuse heatmaps: one row per entry of ``rows`` (title -> one map per dense block, as
+    :func:`reuse_maps` gives), one column per block, on one colour scale from 0 to 1."""
+    ncols = max(len(maps) for maps in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(4 * ncols, 3.8 * len(rows)), constrained_layout=True,
+                             squeeze=False)
+    for row, (what, maps) in enumerate(rows.items()):
+        for i, (ax, m) in enumerate(zip(axes[row], maps)):
+            n = m.shape[1]
+            im = ax.imshow(m.numpy(), cmap="viridis", vmin=0, vmax=1, origin="upper")
+            ax.set_xticks(range(n), [str(t + 1) for t in range(n - 1)] + ["T" if i < len(maps) - 1 else "C"])
+            ax.set_yticks(range(m.shape[0]), ["in"] + [str(s) for s in range(1, m.shape[0])])
+            ax.set_xlabel("target layer (T: transition, C: classifier)")
+            ax.set_ylabel("source layer")
+            ax.set_title(f"dense block {i + 1}: {what}")
+            ax.grid(False)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="mean |weight| per source (max per target = 1)")
+    return fig
+
+
+def far_mean(maps: Sequence[torch.Tensor]) -> float:
+    """Mean normalised entry of feature-reuse maps on sources at least two layers back (not the
+    block input, not the previous layer), over every target of every block."""
+    return float(np.mean([m[s, t].item() for m in maps for t in range(m.shape[1]) for s in range(1, t)]))
+
+
+def smallest(maps: Sequence[torch.Tensor]) -> float:
+    """Smallest connected entry (NaN cells are not connected) of each map, averaged over the maps."""
+    return float(np.mean([np.nanmin(m.numpy()) for m in maps]))
+
+
+def relative_change(trained: nn.Module, initial: nn.Module) -> float:
+    """How far training moved the parameters: ``||W - W_init|| / ||W_init||`` over all parameters."""
+    with torch.no_grad():
+        moved = sum((p1 - p0).norm() ** 2 for p1, p0 in zip(trained.parameters(), initial.parameters())) ** 0.5
+        return float(moved / sum(p0.norm() ** 2 for p0 in initial.parameters()) ** 0.5)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -61,8 +170,8 @@ def main(args: argparse.Namespace) -> int:
     for mode in ("naive", "memory-efficient"):
         sel = [r for r in rows if r["mode"] == mode]
         top = sel[-2:] if len(sel) >= 2 else sel
-        print(f"{mode:>17}: peak memory grows like L^{growth_exponent([r['depth'] for r in top], [r['peak_mib'] for r in top]):.2f}"
-              f" between the two largest depths")
+        exponent = growth_exponent([r["depth"] for r in top], [r["peak_mib"] for r in top])
+        print(f"{mode:>17}: peak memory grows like L^{exponent:.2f} between the two largest depths")
     naive = [r for r in rows if r["mode"] == "naive"]
     eff = [r for r in rows if r["mode"] == "memory-efficient"]
     for a, b in zip(naive, eff):

@@ -8,16 +8,27 @@ from :func:`config`, so the live run and the reference run differ only by profil
 
 from __future__ import annotations
 
+import argparse
 import time
+from collections.abc import Sequence
 
+import numpy as np
 import torch
+from matplotlib.axes import Axes
 
+from skiplib import plots
 from skiplib.analysis.families import FAMILIES, compare, summarise
+from skiplib.chapters.ch01_degradation import profile_and_config
 from skiplib.data import cifar10_loaders
-from skiplib.results import check_outputs, provenance, save_partial, save_result
 from skiplib.profile import Profile, get_profile
+from skiplib.results import run_and_save
 
 CLASSIFIERS = ("plain", "highway", "residual", "preact", "dense")
+# how the chapter's figures and tables name and colour each family (plain warm, residual nets cool)
+FAMILY_LABELS = {"plain": "plain", "highway": "highway", "residual": "residual", "preact": "pre-act residual",
+                 "dense": "DenseNet-BC"}
+FAMILY_COLORS = {"plain": "#b2182b", "highway": "#e08214", "residual": "#2166ac", "preact": "#67a9cf",
+                 "dense": "#1b7837"}
 
 
 def config(profile: Profile) -> dict:
@@ -66,28 +77,45 @@ def run(cfg: dict, *, device: torch.device | str | None = None, allow_synthetic:
     return {"records": records, "summary": summarise(records), "info": info, "seconds": time.perf_counter() - t0}
 
 
-def main(args) -> int:
+def by_family(rows: Sequence[dict], key: str) -> dict[str, tuple[list[int], np.ndarray, np.ndarray]]:
+    """``{family: (depths, means, stds)}`` of one metric (``"train_err"``, ``"test_err"`` …) of a
+    :func:`summarise` table, each family's rows sorted by depth, families in order of appearance."""
+    curves = {}
+    for name in dict.fromkeys(r["family"] for r in rows):
+        rs = sorted((r for r in rows if r["family"] == name), key=lambda r: r["depth"])
+        curves[name] = ([r["depth"] for r in rs], np.array([r[f"{key}_mean"] for r in rs]),
+                        np.array([r[f"{key}_std"] for r in rs]))
+    return curves
+
+
+def plot_vs_depth(rows: Sequence[dict], key: str, ax: Axes, title: str) -> None:
+    """One error curve per family against depth (mean over seeds, bars one standard deviation), in %."""
+    for i, (name, (depths, mean, std)) in enumerate(by_family(rows, key).items()):
+        ax.errorbar(depths, 100 * mean, yerr=100 * std, marker="o", capsize=4, label=FAMILY_LABELS.get(name, name),
+                    color=FAMILY_COLORS.get(name, plots.color_for(name, i)))
+    ax.set_xlabel("depth (weighted layers)")
+    ax.set_ylabel(f"{key.replace('_err', '')} error (%)")
+    ax.set_title(title)
+
+
+def plot_reference(result: dict, ax: Axes) -> None:
+    """Draw a ``compare-<profile>`` reference run (:func:`skiplib.plots.show_reference`, one axis)."""
+    plot_vs_depth(result["summary"], "train_err", ax, "training error (reference run)")
+    ax.legend(fontsize=9)
+
+
+def main(args: argparse.Namespace) -> int:
     """CLI entry: run the comparison in ``args.profile`` and write ``results/compare-<profile>.json``."""
-    profile = get_profile(args.profile)
-    cfg = config(profile)
-    if args.epochs is not None:
-        cfg["epochs"] = args.epochs
-    check_outputs(args.out_dir)  # before minutes of training, not after
-    partial, t0 = {}, time.perf_counter()
+    profile, cfg = profile_and_config(args, config)
 
-    def payload(out: dict, seconds: float) -> dict:
+    def body(out: dict) -> dict:
         records = out.get("records", [])
-        return {"experiment": "compare", "config": cfg, "records": records, "summary": summarise(records),
-                "provenance": provenance(profile.device, out.get("info", {}).get("source", "not loaded yet"), seconds,
-                                         profile.name)}
+        return {"experiment": "compare", "config": cfg, "records": records, "summary": summarise(records)}
 
-    try:
-        out = run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, progress=True, checkpoints=True,
-                  partial=partial)
-    except KeyboardInterrupt:
-        save_partial(f"compare-{profile.name}", payload(partial, time.perf_counter() - t0), args.out_dir)
-        raise
-    path = save_result(f"compare-{profile.name}", payload(out, out["seconds"]), args.out_dir)
+    out, path = run_and_save(
+        f"compare-{profile.name}", body=body, device=profile.device, profile=profile.name, out_dir=args.out_dir,
+        run=lambda partial: run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, progress=True,
+                                checkpoints=True, partial=partial))
     for row in out["summary"]:
         print(f"{row['family']:>9}-{row['depth']:<3} {row['params']:>8,} params: train error "
               f"{row['train_err_mean']:.1%} ± {row['train_err_std']:.1%}, test error {row['test_err_mean']:.1%}, "

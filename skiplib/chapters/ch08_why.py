@@ -13,18 +13,23 @@ The notebook calls the same functions (:func:`train_pair`, :func:`surface_batch`
 
 from __future__ import annotations
 
+import argparse
 import time
+from collections.abc import Sequence
 
 import torch
+from matplotlib.axes import Axes
 from torch import nn
 
-from skiplib.analysis import landscape as L
+from skiplib import plots
 from skiplib.analysis import ensemble as paths
-from skiplib.data import cifar10_loaders
-from skiplib.results import check_outputs, provenance, save_partial, save_result
+from skiplib.analysis import landscape as L
+from skiplib.chapters.ch01_degradation import loaders, profile_and_config, train_families
+from skiplib.data import DeviceLoader
 from skiplib.models import create_model
 from skiplib.profile import Profile, get_profile, seed_everything
-from skiplib.train import History, evaluate, fit, run_checkpoint
+from skiplib.results import run_and_save
+from skiplib.train import History, evaluate
 
 # Li et al. (2018): ResNet-56 on CIFAR-10, a 51x51 grid, every point on the 50k training images
 PAPER_GRID, PAPER_IMAGES, PAPER_IMAGE_SIZE = 51, 50_000, 32
@@ -41,10 +46,10 @@ def config(profile: Profile) -> dict:
     ``cpu`` (2 cores, <= 4 minutes for the whole page): plain-56 and ResNet-56 trained on 2,000
     CIFAR-10 images at 16x16 for 8 epochs, surfaces on an 11x11 grid spanning [-0.5, 0.5]^2 over
     256 of those training images held as one batch; the lesion study uses plain-20/ResNet-20
-    (plain-56 does not leave chance level in this budget, so deleting its blocks shows nothing). ``gpu`` is Li et al.'s setting shortened to
-    minutes on a Colab T4: 32x32 images, 12k training images, a 31x31 grid (theirs is 51x51) on a
-    1,000-image training subset (one batch). ``smoke`` only checks that
-    everything runs.
+    (plain-56 does not leave chance level in this budget, so deleting its blocks shows nothing).
+    ``gpu`` is Li et al.'s setting shortened to minutes on a Colab T4: 32x32 images, 12k training
+    images, a 31x31 grid (theirs is 51x51) on a 1,000-image training subset (one batch). ``smoke``
+    only checks that everything runs.
     """
     recipe = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "onecycle", "batch_size": 128, "seed": 0}
     sizes = profile.choose(
@@ -61,17 +66,10 @@ def config(profile: Profile) -> dict:
              "lesion_depth": 56,
              "grid_points": 31, "surface_images": 1_000, "surface_batch": 1_000, "slice_points": 101,
              "grad_depth": 110, "grad_batch": 128,
-             "shatter_depths": [1, 2, 5, 10, 24, 50, 100], "shatter_width": 200, "path_samples": 16, "path_images": 256},
+             "shatter_depths": [1, 2, 5, 10, 24, 50, 100], "shatter_width": 200, "path_samples": 16,
+             "path_images": 256},
     )
     return {**recipe, **sizes, "direction_seeds": [1, 2], "shatter_points": 256, "profile": profile.name}
-
-
-
-def loaders(cfg: dict, device, allow_synthetic: bool = False, verbose: bool = True):
-    """The chapter's train and test loaders (sizes from ``cfg``)."""
-    return cifar10_loaders(train_subset=cfg["train_subset"], test_subset=cfg["test_subset"],
-                           image_size=cfg["image_size"], batch_size=cfg["batch_size"], device=device,
-                           seed=cfg["seed"], allow_synthetic=allow_synthetic, verbose=verbose)
 
 
 def surface_batch(loader, n: int | None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,32 +81,23 @@ def surface_batch(loader, n: int | None, seed: int = 0) -> tuple[torch.Tensor, t
     return loader.x[idx].contiguous(), loader.y[idx]
 
 
-def train_pair(cfg: dict, train_loader, test_loader, *, device, depth: int | None = None,
-               progress: bool = False, checkpoints: bool = False, data: dict | None = None,
+def train_pair(cfg: dict, train_loader: DeviceLoader, test_loader: DeviceLoader, *,
+               device: torch.device | str | None, depth: int | None = None, progress: bool = False,
+               checkpoints: bool = False, data: dict | None = None,
                histories: dict | None = None) -> tuple[dict, dict]:
     """Train plain-d and ResNet-d (d = ``depth``, default ``cfg["depth"]``) from the same seed on
-    the same batches; return ``(models, histories)`` keyed ``plain56``, ``resnet56`` …. With
-    ``checkpoints`` each net checkpoints every epoch to ``run_checkpoint("landscape", ...)``, keyed
-    by the training settings and the depth, so an interrupted call resumes where it stopped; the
-    checkpoints also record ``data`` (the loaders' info dict). ``histories`` (a dict), if given,
-    receives each net's history as soon as it is trained.
+    the same batches (Chapter 1's :func:`~skiplib.chapters.ch01_degradation.train_families`); return
+    ``(models, histories)`` keyed ``plain56``, ``resnet56`` …. With ``checkpoints`` each net
+    checkpoints every epoch to ``run_checkpoint("landscape", ...)``, keyed by the training settings
+    and the depth only (so a new surface grid does not retrain), and an interrupted call resumes where
+    it stopped; the checkpoints also record ``data`` (the loaders' info dict). ``histories`` (a dict),
+    if given, receives each net's history as soon as it is trained.
     """
     depth = depth or cfg["depth"]
     key = {**{k: cfg[k] for k in TRAIN_KEYS if k in cfg}, "depth": depth}
-    start = train_loader.state_dict()
-    models: dict[str, nn.Module] = {}
-    histories = {} if histories is None else histories
-    data = None if data is None else {**data, "seed": cfg["seed"]}
-    for family in ("plain", "resnet"):
-        label = f"{family}{depth}"
-        seed_everything(cfg["seed"])
-        train_loader.load_state_dict(start)
-        models[label] = create_model(label)
-        histories[label] = fit(models[label], train_loader, test_loader, epochs=cfg["epochs"], lr=cfg["lr"],
-                               momentum=cfg["momentum"], weight_decay=cfg["weight_decay"], schedule=cfg["schedule"],
-                               device=device, progress=progress, desc=label, data=data,
-                               checkpoint=run_checkpoint("landscape", key, label) if checkpoints else None)
-    return models, {label: histories[label] for label in models}
+    return train_families(cfg, train_loader, test_loader, device=device, depths=[depth],
+                          experiment="landscape" if checkpoints else None, key=key, progress=progress, data=data,
+                          histories=histories)
 
 
 def surfaces(models: dict, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> dict:
@@ -197,7 +186,14 @@ def run(cfg: dict, profile: Profile, progress: bool = True, checkpoints: bool = 
             "seconds": time.perf_counter() - t0}
 
 
-def main(args) -> int:
+def plot_reference(result: dict, axes: Sequence[Axes]) -> None:
+    """Draw a ``landscape-<profile>`` reference run: the contours of its surfaces, one per axis
+    (:func:`skiplib.plots.show_reference` with as many axes as surfaces)."""
+    for ax, (label, surface) in zip(axes, result["surfaces"].items()):
+        plots.plot_landscape_contour(surface, ax=ax, levels="quantile", title=f"{label} (reference run)")
+
+
+def main(args: argparse.Namespace) -> int:
     """CLI entry point: ``--bench`` prints the benchmark; otherwise run and save the profile."""
     if args.bench:
         r = bench(points=args.points)
@@ -211,24 +207,16 @@ def main(args) -> int:
                   f"{v['images_per_second']:7.0f} images/s")
         print(f"  Li et al.'s surface (51x51 grid, 50k images at 32x32) is {ratio:,.0f}x this much work")
         return 0
-    profile = get_profile(args.profile)
-    cfg = config(profile)
-    check_outputs(args.out_dir)  # before minutes of training, not after
-    partial, t0 = {}, time.perf_counter()
+    profile, cfg = profile_and_config(args, config)
 
-    def payload(out: dict, seconds: float) -> dict:
+    def body(out: dict) -> dict:
         histories = {k: (h.records if isinstance(h, History) else h) for k, h in out.get("histories", {}).items()}
         return {"experiment": "landscape", **{k: v for k, v in out.items() if k not in ("seconds", "info")},
-                "histories": histories,
-                "provenance": provenance(profile.device, out.get("info", {}).get("source", "not loaded yet"), seconds,
-                                         profile.name)}
+                "histories": histories}
 
-    try:
-        out = run(cfg, profile, checkpoints=True, partial=partial)
-    except KeyboardInterrupt:
-        save_partial(f"landscape-{profile.name}", payload(partial, time.perf_counter() - t0), args.out_dir)
-        raise
-    path = save_result(f"landscape-{profile.name}", payload(out, out["seconds"]), args.out_dir)
+    out, path = run_and_save(f"landscape-{profile.name}", body=body, device=profile.device, profile=profile.name,
+                             out_dir=args.out_dir,
+                             run=lambda partial: run(cfg, profile, checkpoints=True, partial=partial))
     for label, s in out["surfaces"].items():
         print(f"{label:>9}: roughness {s['roughness']}, surface {s['seconds']:.0f} s")
     print(f"wrote {path}")

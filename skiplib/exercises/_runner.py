@@ -21,8 +21,8 @@ import sys
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from typing import Callable, Iterable
 
 import torch
 
@@ -126,3 +126,17 @@ def run_checks(title: str, checks: Iterable[Check], *, time_limit: float = 20.0,
     return passed == total
 
 
+@torch.no_grad()
+def randomise_(module: torch.nn.Module, g: torch.Generator, *, bias_scale: float, mean_scale: float) -> torch.nn.Module:
+    """He-scaled random conv weights and random BN scales, shifts and running statistics, in place
+    (then eval mode): a reference a grader compares with, on which forgetting or swapping a BN
+    layer changes the output."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(m.num_features, generator=g) * bias_scale)
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * mean_scale)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return module.eval()

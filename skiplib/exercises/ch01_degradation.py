@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -26,7 +26,8 @@ def check_pad_shortcut(fn: Callable[[torch.Tensor, int, int], torch.Tensor], *, 
         if not isinstance(out, torch.Tensor):
             return f"expected a tensor, got {type(out).__name__}"
         if tuple(out.shape) != (2, 32, 4, 4):
-            return f"for x of shape (2, 16, 8, 8), 32 channels, stride 2 the output should be (2, 32, 4, 4), got {tuple(out.shape)}"
+            return ("for x of shape (2, 16, 8, 8), 32 channels, stride 2 the output should be (2, 32, 4, 4), "
+                    f"got {tuple(out.shape)}")
         return None
 
     def same_shape_is_identity() -> str | None:

@@ -7,7 +7,7 @@ right and what is not, and returns True/False. It never raises on a learner's mi
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

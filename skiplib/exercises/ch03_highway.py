@@ -14,7 +14,6 @@ from torch import nn
 from skiplib.blocks.highway import HighwayLayer
 from skiplib.exercises._runner import run_checks
 
-
 # ---------------------------------------------------------------------------------------------
 # The coding exercise: implement a fully-connected highway layer.
 
@@ -103,7 +102,8 @@ def check_highway_layer(cls, *, verbose: bool = True) -> bool:
         default = make().T.bias.detach()
         if not (default.max() <= -1.0 + 1e-6 and default.min() >= -3.0 - 1e-6):
             return (f"the default gate_bias should be negative, in the paper's range -1 ... -3 (e.g. -2.0); "
-                    f"with no gate_bias given, self.T.bias has mean {default.mean().item():.3g}, so the bias init is not negative")
+                    f"with no gate_bias given, self.T.bias has mean {default.mean().item():.3g}, "
+                    "so the bias init is not negative")
         return None
 
     def output() -> str | None:

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skiplib.blocks import Bottleneck
-from skiplib.exercises._runner import run_checks
-
+from skiplib.exercises._runner import randomise_, run_checks
 
 # ---------------------------------------------------------------------------------------------
 # The coding exercise: implement a bottleneck block.
@@ -25,16 +24,7 @@ def _randomised_reference(in_channels: int, planes: int, stride: int, seed: int)
     two BN layers or forgetting one changes the output."""
     g = torch.Generator().manual_seed(seed)
     ref = Bottleneck(in_channels, planes, stride)
-    with torch.no_grad():
-        for m in ref.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return ref.eval()
+    return randomise_(ref, g, bias_scale=0.2, mean_scale=0.1)
 
 
 def _variant(ref: Bottleneck, x: torch.Tensor, mistake: str) -> torch.Tensor:
@@ -109,7 +99,8 @@ def check_bottleneck(cls, *, verbose: bool = True) -> bool:
             with torch.no_grad():
                 want, got = ref(x), block(x)
             if tuple(got.shape) != tuple(want.shape):
-                return f"for in_channels, planes, stride = {case} the output should have shape {tuple(want.shape)}, got {tuple(got.shape)}"
+                return (f"for in_channels, planes, stride = {case} the output should have shape "
+                        f"{tuple(want.shape)}, got {tuple(got.shape)}")
             if not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
                 with torch.no_grad():
                     for mistake, hint in _HINTS.items():

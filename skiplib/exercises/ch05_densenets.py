@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skiplib.blocks.dense import DenseLayer
-from skiplib.exercises._runner import run_checks
-
+from skiplib.exercises._runner import randomise_, run_checks
 
 # ---------------------------------------------------------------------------------------------
 # The coding exercise: a dense layer's forward.
@@ -34,16 +33,7 @@ def _reference(in_channels: int, k: int, seed: int) -> DenseLayer:
     or swapped BN changes the output."""
     g = torch.Generator().manual_seed(seed)
     ref = DenseLayer(in_channels, k, bn_size=4)
-    with torch.no_grad():
-        for m in ref.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.5)
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return ref.eval()
+    return randomise_(ref, g, bias_scale=0.5, mean_scale=0.3)
 
 
 def _variant(ref: DenseLayer, inputs: list[torch.Tensor], mistake: str) -> torch.Tensor:
@@ -142,7 +132,8 @@ def check_dense_layer(cls, *, verbose: bool = True) -> bool:
             if dim != 1 and first == tuple(stacked):
                 return (f"you concatenated along dimension {name}: feature maps are stacked along the channel "
                         "dimension, torch.cat(inputs, dim=1)")
-        return f"the first layer received a tensor of shape {first}; expected {(batch, k0 + (n - 1) * k, h, w)} = torch.cat(inputs, dim=1)"
+        expected = (batch, k0 + (n - 1) * k, h, w)
+        return f"the first layer received a tensor of shape {first}; expected {expected} = torch.cat(inputs, dim=1)"
 
     def structure() -> str | None:
         for case in _CASES:
@@ -175,7 +166,8 @@ def check_dense_layer(cls, *, verbose: bool = True) -> bool:
                 return (f"you returned {c + k} channels, the concatenation of the inputs and the new maps; a dense "
                         f"layer returns only its k = {k} new feature maps (as torchvision's does): the block concatenates")
             if tuple(out.shape) != tuple(want.shape):
-                return f"for {c} input channels and k = {k} the output should have shape {tuple(want.shape)}, got {tuple(out.shape)}"
+                return (f"for {c} input channels and k = {k} the output should have shape {tuple(want.shape)}, "
+                        f"got {tuple(out.shape)}")
         return None
 
     def output(train: bool) -> str | None:

@@ -15,7 +15,6 @@ from torch import nn
 from skiplib.blocks.unet import Up, pad_to
 from skiplib.exercises._runner import run_checks
 
-
 # ---------------------------------------------------------------------------------------------
 # The coding exercise: implement Up.forward(x1, x2).
 

@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from skiplib.exercises._runner import run_checks
 from skiplib.analysis.landscape import filter_normalize
-
+from skiplib.exercises._runner import run_checks
 
 # ---------------------------------------------------------------------------------------------
 # The coding exercise: filter normalisation.
@@ -43,8 +42,10 @@ def check_filter_normalize(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     """Grade ``fn(direction, weight) -> new direction``: each filter ``direction[i]`` rescaled to
     ``weight[i].norm()`` (conv: one output channel; linear: one row), inputs left unchanged."""
     g = torch.Generator().manual_seed(0)
-    cases = [(torch.randn(s, generator=g), torch.randn(s, generator=g) * (0.1 + torch.rand(s[0], *[1] * (len(s) - 1), generator=g)))
-             for s in _SHAPES]
+    cases = []
+    for s in _SHAPES:  # a direction, and a weight whose filters have different norms
+        d, w = torch.randn(s, generator=g), torch.randn(s, generator=g)
+        cases.append((d, w * (0.1 + torch.rand(s[0], *[1] * (len(s) - 1), generator=g))))
 
     def call(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         out = fn(d.clone(), w.clone())
@@ -72,7 +73,8 @@ def check_filter_normalize(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tens
                     return f"for shape {tuple(w.shape)}: {hint}"
             wn, on = w.reshape(len(w), -1).norm(dim=1), out.reshape(len(out), -1).norm(dim=1)
             if not torch.allclose(on, wn, rtol=1e-4):
-                return f"for shape {tuple(w.shape)}: filter norms {on[:3].tolist()} ... should be those of w: {wn[:3].tolist()} ..."
+                return (f"for shape {tuple(w.shape)}: filter norms {on[:3].tolist()} ... "
+                        f"should be those of w: {wn[:3].tolist()} ...")
             return f"for shape {tuple(w.shape)}: the norms are right but the filters no longer point along the random direction"
         return None
 

@@ -1,0 +1,123 @@
+"""skiplib.diagrams: each diagram is a Figure holding the labels its chapter's caption names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+from skiplib import diagrams  # noqa: E402
+
+
+def texts(fig: Figure) -> list[str]:
+    """Every text artist of the figure (titles, labels, annotations), in drawing order."""
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+
+
+def boxed(fig: Figure) -> list[str]:
+    """The texts drawn inside a box (a bbox patch): the diagram's boxes and operator circles."""
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_bbox_patch() is not None]
+
+
+@pytest.fixture(autouse=True)
+def no_figures_left():
+    before = set(plt.get_fignums())
+    yield
+    assert set(plt.get_fignums()) == before, "a test left a figure open"
+
+
+def test_nested_classes_names_both_depths_and_nests_three_classes_per_panel():
+    fig = diagrams.nested_classes(14, 32)
+    try:
+        assert isinstance(fig, Figure) and len(fig.axes) == 2
+        left, right = fig.axes
+        assert left.get_title() == "growing, non-nested classes"
+        assert right.get_title() == "nested classes (plain nets)"
+        assert sum(isinstance(p, Ellipse) for p in left.patches) == 3
+        assert sum(isinstance(p, Ellipse) for p in right.patches) == 3
+        labels = texts(fig)
+        assert "$\\mathcal{F}_{14}$" in labels and "$\\mathcal{F}_{32}$" in labels
+        assert "trained plain-14\n(and its deep copy)" in labels
+        assert "plain-32 trained\nfrom scratch" in labels
+        assert labels.count("$f^*$") == 2
+    finally:
+        plt.close(fig)
+
+
+def test_nested_classes_refuses_a_shallow_net_deeper_than_the_deep_one():
+    with pytest.raises(ValueError, match="shallow depth must not exceed"):
+        diagrams.nested_classes(32, 14)
+    with pytest.raises(ValueError, match="deep must be a positive int"):
+        diagrams.nested_classes(14, 0)
+
+
+def test_highway_layer_has_transform_gate_and_both_operators():
+    fig = diagrams.highway_layer()
+    try:
+        assert isinstance(fig, Figure) and len(fig.axes) == 1
+        boxes = boxed(fig)
+        assert "transform $H$\nrelu$(W_H x + b_H)$" in boxes
+        assert "gate $T$\n$\\sigma(W_T x + b_T)$" in boxes
+        assert boxes.count("$\\times$") == 2 and boxes.count("$+$") == 1
+        labels = texts(fig)
+        assert {"$x$", "$T$", "$1-T$", "carry $x$", "$y = H(x)\\,T(x) + x\\,(1 - T(x))$"} <= set(labels)
+    finally:
+        plt.close(fig)
+
+
+def test_residual_block_has_two_weight_layers_a_sum_and_the_shortcut():
+    fig = diagrams.residual_block()
+    try:
+        assert isinstance(fig, Figure) and len(fig.axes) == 1
+        boxes = boxed(fig)
+        assert boxes.count("weight layer (conv 3×3, BN)") == 2
+        assert boxes.count("$+$") == 1
+        labels = texts(fig)
+        assert "identity\nshortcut $x$" in labels and "$F(x)$" in labels
+        assert "$y = \\mathrm{relu}(F(x) + x)$" in labels
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("depth, base", [(4, 64), (2, 8)])
+def test_unet_boxes_double_the_channels_per_level_on_both_sides(depth, base):
+    fig = diagrams.unet(depth=depth, base=base)
+    try:
+        assert isinstance(fig, Figure) and len(fig.axes) == 1
+        boxes = boxed(fig)
+        # every level but the bottleneck has an encoder and a decoder box; the bottleneck one box
+        expected = sorted([str(base * 2**level) for level in range(depth)] * 2 + [str(base * 2**depth)])
+        assert sorted(boxes) == expected
+        labels = texts(fig)
+        # the resolution of every level, the bottleneck's included
+        resolutions = [t for t in labels if t == "full" or t.startswith("1/")]
+        assert resolutions == ["full"] + [f"1/{2**level}" for level in range(1, depth + 1)]
+        assert {"long skips: copy and concatenate", "bottleneck", "encoder\n(max-pool ↓)",
+                "decoder\n(up-conv ↑)"} <= set(labels)
+        # one skip, one down and one up arrow per level above the bottleneck
+        arrows = [a for a in fig.axes[0].texts if isinstance(a, matplotlib.text.Annotation)]
+        assert len(arrows) == 3 * depth
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_unet_refuses_a_depth_that_is_not_a_positive_int(bad):
+    with pytest.raises(ValueError, match="depth must be a positive int"):
+        diagrams.unet(depth=bad)
+
+
+def test_diagrams_import_nothing_from_skiplib_but_plots():
+    # diagrams sits beside plots in the import order: anything deeper would pull torch into a drawing
+    tree = ast.parse(Path(diagrams.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert {m for m in imported if m.startswith("skiplib")} <= {"skiplib.plots"}

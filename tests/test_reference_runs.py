@@ -1,0 +1,148 @@
+"""A chapter's committed reference run, shown beside its live run (skiplib.results.reference_run,
+skiplib.plots.show_reference, each chapter's plot_reference), and how the experiments CLI saves one
+(skiplib.results.run_and_save)."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from skiplib import plots  # noqa: E402
+from skiplib import results as R  # noqa: E402
+from skiplib.chapters import ch01_degradation, ch07_comparison, ch08_why  # noqa: E402
+
+PROVENANCE = {"command": "python -m skiplib degradation --profile gpu --out-dir results", "profile": "gpu",
+              "device": "Tesla T4", "data_source": "CIFAR-10", "date": "2025-03-01T12:00:00+00:00",
+              "seconds": 754.0, "commit": "0123456789abcdef0123"}
+EPOCHS = [{"epoch": 1, "train_err": 0.6, "test_err": 0.62}, {"epoch": 2, "train_err": 0.5, "test_err": 0.55}]
+SURFACE = {"xs": [-1.0, 0.0, 1.0], "ys": [-1.0, 0.0, 1.0], "loss": [[3.0, 2.0, 3.0], [2.0, 1.0, 2.0], [3.0, 2.0, 3.0]],
+           "roughness": {"local_minima": 1, "nonconvex": 0.0, "range": 2.0}}
+SUMMARY = [{"family": f, "depth": d, "train_err_mean": e, "train_err_std": 0.01}
+           for f, d, e in (("plain", 8, 0.4), ("plain", 32, 0.6), ("residual", 8, 0.35), ("residual", 32, 0.3))]
+# one reference run per chapter that plots one, shaped as the chapter's CLI writes it
+RUNS = {
+    "degradation-gpu": {"experiment": "degradation", "provenance": PROVENANCE,
+                        "histories": {"plain20": EPOCHS, "resnet20": EPOCHS, "plain56": EPOCHS, "resnet56": EPOCHS}},
+    "compare-gpu": {"experiment": "compare", "provenance": PROVENANCE, "summary": SUMMARY},
+    "landscape-gpu": {"experiment": "landscape", "provenance": PROVENANCE,
+                      "surfaces": {"plain56": SURFACE, "resnet56": SURFACE}},
+}
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """skiplib ships exactly the runs of RUNS (in place of the repository's results/)."""
+    monkeypatch.setattr(R, "_reference_dir", lambda: tmp_path)
+    for name, run in RUNS.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(run), encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """The figures plt.show() was asked to show (none is displayed, every one is closed afterwards)."""
+    figures = []
+    monkeypatch.setattr(plots.plt, "show", lambda: figures.append(plt.gcf()))
+    yield figures
+    plt.close("all")
+
+
+def unreachable(*args, **kwargs):
+    raise AssertionError("must not be called")
+
+
+# --- describe_provenance, reference_run ----------------------------------------------------------
+
+def test_describe_provenance_names_what_the_run_recorded():
+    assert (R.describe_provenance(PROVENANCE)
+            == "gpu profile, Tesla T4, CIFAR-10, 2025-03-01, 13 min, commit 0123456789ab")
+    assert R.describe_provenance({"device": "x86_64 CPU, 2 threads", "seconds": 20}) == "x86_64 CPU, 2 threads, 0 min"
+    assert R.describe_provenance({}) == ""
+
+
+def test_reference_run_gives_the_run_and_its_caption(shipped):
+    result, note = R.reference_run("degradation-gpu")
+    assert result == RUNS["degradation-gpu"]
+    assert note == "Reference run degradation-gpu: " + R.describe_provenance(PROVENANCE)
+
+
+def test_reference_run_missing_says_how_to_make_it(shipped):
+    (shipped / "compare-gpu.json").unlink()
+    assert R.reference_run("compare-gpu") == (None, R.missing_result_message("compare-gpu"))
+    assert "python -m skiplib compare --profile gpu" in R.reference_run("compare-gpu")[1]
+    with pytest.raises(ValueError, match="plain file stem"):
+        R.reference_run("../compare-gpu")
+
+
+# --- show_reference and the chapters' plot_reference ---------------------------------------------
+
+def test_show_reference_draws_the_run_and_captions_it(shipped, shown, capsys):
+    calls = []
+    result = plots.show_reference("degradation-gpu", lambda run, axes: calls.append((run, axes)), ncols=2,
+                                  sharey=True)
+    assert result == RUNS["degradation-gpu"] and len(shown) == 1 and capsys.readouterr().out == ""
+    ((run, axes),) = calls
+    assert run == result and list(axes) == shown[0].axes
+    assert shown[0].get_suptitle() == R.reference_run("degradation-gpu")[1]
+
+
+def test_show_reference_without_a_run_prints_the_message_and_draws_nothing(shipped, shown, capsys):
+    (shipped / "landscape-gpu.json").unlink()
+    assert plots.show_reference("landscape-gpu", unreachable, ncols=2) is None
+    assert capsys.readouterr().out.strip() == R.missing_result_message("landscape-gpu")
+    assert shown == [] and plt.get_fignums() == []  # no empty figure left behind
+
+
+@pytest.mark.parametrize("name, chapter, ncols, titles", [
+    ("degradation-gpu", ch01_degradation, 2,
+     ["plain (reference run)", "residual (option A shortcuts) (reference run)"]),
+    ("compare-gpu", ch07_comparison, 1, ["training error (reference run)"]),
+    ("landscape-gpu", ch08_why, 2, ["plain56 (reference run)", "resnet56 (reference run)"]),
+])
+def test_each_chapter_draws_its_reference_run(shipped, shown, name, chapter, ncols, titles):
+    assert plots.show_reference(name, chapter.plot_reference, ncols=ncols) == RUNS[name]
+    (fig,) = shown
+    assert [ax.get_title() for ax in fig.axes[:ncols]] == titles
+    assert all(ax.has_data() for ax in fig.axes[:ncols])
+
+
+# --- run_and_save -------------------------------------------------------------------------------
+
+def save(tmp_path, run, body=lambda out: {"x": out.get("x")}):
+    return R.run_and_save("demo-smoke", run=run, body=body, device=torch.device("cpu"), profile="smoke",
+                          out_dir=tmp_path)
+
+
+def test_run_and_save_writes_the_body_with_provenance(tmp_path):
+    out, path = save(tmp_path, lambda partial: {"x": 1, "info": {"source": "synthetic"}, "seconds": 3.0})
+    assert out["x"] == 1 and path == tmp_path / "demo-smoke.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["x"] == 1 and "partial" not in data
+    prov = data["provenance"]
+    assert (prov["data_source"], prov["seconds"], prov["profile"]) == ("synthetic", 3.0, "smoke")
+
+
+def test_run_and_save_keeps_what_finished_on_ctrl_c(tmp_path, capsys):
+    def interrupted(partial):
+        partial["x"] = 2
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save(tmp_path, interrupted)
+    data = json.loads((tmp_path / "demo-smoke.partial.json").read_text(encoding="utf-8"))
+    assert data["partial"] is True and data["x"] == 2 and data["provenance"]["data_source"] == "not loaded yet"
+    assert not (tmp_path / "demo-smoke.json").exists()
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_run_and_save_refuses_an_unwritable_folder_before_running(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match=r"--out-dir"):
+        R.run_and_save("demo-smoke", run=unreachable, body=unreachable, device=torch.device("cpu"), profile="smoke",
+                       out_dir=tmp_path / "a-file" / "sub")
