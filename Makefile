@@ -3,6 +3,7 @@
 # file makes later runs skip the install until pyproject.toml changes.
 #
 #   make test         unit tests + nbval on the notebooks + a smoke build of the book
+#   make lint         ruff on skiplib/, tests/ and the notebooks ([tool.ruff] in pyproject.toml)
 #   make book         the website in _build/html (profile: $SKIPLIB_PROFILE, default gpu/cpu)
 #   make site-test    after make book: every page in headless Chromium, offline (+ link check)
 #   make colab-test   every chapter in an emulated Colab (Colab's packages only, skiplib from git)
@@ -53,10 +54,10 @@ BUILD_FAILED_FILE := _build/.skiplib-build-failed
 # Where the browser test saves its screenshots (light and dark, one per page).
 SITE_SHOTS ?= _build/site-test
 
-.PHONY: help install test book site-test colab-test data bench gpu-check device-prep results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
+.PHONY: help install lint test book site-test colab-test data bench gpu-check device-prep results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
 
 help:
-	@sed -n '5,18p' Makefile
+	@sed -n '5,19p' Makefile
 
 install: $(STAMP)
 
@@ -66,6 +67,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[$(EXTRAS)]"
 	touch $@
+
+# ruff comes with the test extra; the notebooks get a lighter rule set (per-file-ignores).
+lint: $(STAMP)
+	$(PY) -m ruff check skiplib tests book
 
 test: $(STAMP)
 	SKIPLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env tests book $(PYTEST_ARGS)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from _paths import ROOT
+
 os.environ.setdefault("SKIPLIB_PROFILE", "smoke")
 _CHECKPOINTS = tempfile.mkdtemp(prefix="skiplib-test-checkpoints-")
 os.environ["SKIPLIB_CHECKPOINTS"] = _CHECKPOINTS
@@ -49,10 +51,9 @@ _DATA = _session_data_folder(REAL_DATA)
 os.environ["SKIPLIB_DATA"] = _DATA
 atexit.register(shutil.rmtree, _DATA, ignore_errors=True)  # removes the links, not what they point to
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
-    """The repository root (where _config.yml, _toc.yml and book/ live)."""
-    return REPO_ROOT
+    """The repository root (where _config.yml, _toc.yml and book/ live): ``_paths.ROOT``, for tests
+    that prefer a fixture; module-level code imports ``ROOT`` from ``_paths`` directly."""
+    return ROOT

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from _paths import ROOT
+
 SOURCES = ["_config.yml", "_toc.yml", "references.bib", "book"]
 # Copied too when present: notebooks may read reference results relative to the book.
 OPTIONAL_SOURCES = ["results"]

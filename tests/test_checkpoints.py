@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 import skiplib
-from skiplib.train import checkpoints as C
 from skiplib import train as T
 from skiplib.data import DeviceLoader, make_cells
 from skiplib.models.unet import UNet
+from skiplib.train import checkpoints as C
 from skiplib.train.segmentation import fit_segmentation
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def checkpoints_load_on_gpu(monkeypatch):
 def test_the_stand_ins_refuse_what_the_real_rng_setters_refuse():
     good = torch.get_rng_state()
     bad = {"on another device": good.to("meta"), "int64": good.long(), "float32": good.float()}
-    for why, state in bad.items():
+    for state in bad.values():
         with pytest.raises(TypeError, match="ByteTensor"):
             torch.set_rng_state(state)  # the real one
         with pytest.raises(TypeError, match="ByteTensor"):

@@ -15,8 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from colab_emulation import ENV_DIR, REPO_ROOT, ColabEmulator
 from skiplib.tools.notebooks import bootstrap_source
+
+from colab_emulation import ENV_DIR, REPO_ROOT, ColabEmulator
 
 pytestmark = [
     pytest.mark.colab,

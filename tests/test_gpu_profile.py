@@ -12,21 +12,21 @@ import pytest
 import torch
 
 from skiplib.analysis import families as C
-from skiplib.chapters.ch02_identity import config as ch2_config
-from skiplib.chapters.ch05_densenets import config as ch5_config
-from skiplib.chapters.ch03_highway import config as ch3_config
-from skiplib.chapters.ch04_resnets import config as ch4_config
-from skiplib.chapters.ch06_unet import config as ch6_config
-from skiplib.chapters.ch08_why import config as ch8_config
+from skiplib.analysis.memory import TensorMemory
 from skiplib.chapters import ch01_degradation as ch1
 from skiplib.chapters import ch07_comparison as ch7
-from skiplib.tools import workload as W
-from skiplib.analysis.memory import TensorMemory
-from skiplib.tools.gpucheck import CUDA_CONTEXT_BYTES, T4_TOTAL_BYTES
+from skiplib.chapters.ch02_identity import config as ch2_config
+from skiplib.chapters.ch03_highway import config as ch3_config
+from skiplib.chapters.ch04_resnets import config as ch4_config
+from skiplib.chapters.ch05_densenets import config as ch5_config
+from skiplib.chapters.ch06_unet import config as ch6_config
+from skiplib.chapters.ch08_why import config as ch8_config
 from skiplib.models import list_models
 from skiplib.models.densenet import cifar_densenet
 from skiplib.models.highway import HighwayCifarNet
 from skiplib.profile import get_profile
+from skiplib.tools import workload as W
+from skiplib.tools.gpucheck import CUDA_CONTEXT_BYTES, T4_TOTAL_BYTES
 
 CPU, GPU = get_profile("cpu", device="cpu"), get_profile("gpu", device="cpu")
 CONFIGS = {1: ch1.config, 2: ch2_config, 3: ch3_config, 4: ch4_config, 5: ch5_config, 6: ch6_config,
@@ -244,8 +244,8 @@ def test_largest_steps_fit_a_t4(jobs):
 
 def test_the_introductions_run_time_table_is_up_to_date():
     # book/_run_times.md is what the code computes now (no typed numbers in the book's prose)
-    from skiplib.tools.bench import RUN_TIMES_FILE, run_times_table
     from skiplib.results import load_result
+    from skiplib.tools.bench import RUN_TIMES_FILE, run_times_table
 
     assert RUN_TIMES_FILE.read_text(encoding="utf-8") == run_times_table(load_result("gpu-check")), (
         "book/_run_times.md is stale: run `python -m skiplib.tools bench --write-run-times`")

@@ -12,8 +12,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from skiplib.tools.__main__ import main
 from skiplib.tools import gpucheck
+from skiplib.tools.__main__ import main
 
 ITEM_KEYS = {"name", "kind", "status", "seconds", "peak_gpu_gib", "peak_gpu_reserved_gib", "fits_t4", "error",
              "traceback"}
@@ -111,7 +111,8 @@ def test_memory_fields_decide_whether_a_t4_fits():
     fits = gpucheck._memory_fields({"allocated": 13 * gpucheck.GiB, "reserved": 13.5 * gpucheck.GiB})
     assert fits["peak_gpu_gib"] == 13.0 and fits["fits_t4"] is True
     # the allocator's reserve plus the CUDA context must fit, not only what was allocated
-    assert gpucheck._memory_fields({"allocated": 13 * gpucheck.GiB, "reserved": 14.5 * gpucheck.GiB})["fits_t4"] is False
+    tight = gpucheck._memory_fields({"allocated": 13 * gpucheck.GiB, "reserved": 14.5 * gpucheck.GiB})
+    assert tight["fits_t4"] is False
     line = f"noise\n{gpucheck.MARKER} " + json.dumps({"allocated": 5, "reserved": 8, "device": "X"}) + "\nmore"
     assert gpucheck._parse_marker(line) == {"allocated": 5, "reserved": 8, "device": "X"}
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from _paths import ROOT
+
 CHAPTER = ROOT / "book" / "01_degradation.ipynb"
-TRAIN_CELL = "plain = degradation.run("
+TRAIN_CELL = "plain = ch.run("
 
 
 def _client(nb, cwd):

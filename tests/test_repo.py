@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import stat
+import sys
 from pathlib import Path
 
 import nbformat
@@ -18,12 +19,13 @@ from packaging.utils import canonicalize_name
 
 from skiplib.tools import notebooks
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml on Python 3.10 needs tomli")
+from _paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs tomli on Python 3.10 (pyproject.toml): these tests never skip
+    import tomli as tomllib
+
 BOOK = ROOT / "book"
 BOOK_NOTEBOOKS = notebooks.notebook_paths([BOOK])
 # conda-forge names that differ from the PyPI ones.

@@ -25,12 +25,13 @@ from setuptools import find_packages
 import skiplib.cli as cli
 from skiplib import results as P
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml on Python 3.10 needs tomli")
+from _paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs tomli on Python 3.10 (pyproject.toml): these tests never skip
+    import tomli as tomllib
+
 PAYLOAD = {"experiment": "degradation", "config": {"depths": [20, 56], "epochs": 2},
            "provenance": {"command": "python -m skiplib degradation --profile gpu", "commit": "unknown",
                           "device": "test", "profile": "gpu"}}
@@ -53,7 +54,8 @@ def test_pyproject_packages_every_skiplib_package_and_results_as_reference():
     assert "results" not in listed
     assert setuptools_cfg["package-data"]["skiplib.reference"] == ["*.json", "*.csv"]
     init = ROOT / "results" / "__init__.py"
-    assert "skiplib.reference" in init.read_text(encoding="utf-8") and "importlib.resources" in init.read_text(encoding="utf-8")
+    text = init.read_text(encoding="utf-8")
+    assert "skiplib.reference" in text and "importlib.resources" in text
 
 
 # --- save_result (fast) -------------------------------------------------------------------------
@@ -165,7 +167,7 @@ def test_missing_result_message_names_a_real_command(name, monkeypatch):
     # the command parses in the real CLI and reaches the experiment that writes <name>.json
     module = importlib.import_module(f"skiplib.chapters.{module_name}")
     prefix = name.rsplit("-", 1)[0]
-    assert f'save_result(f"{prefix}-{{' in inspect.getsource(module.main)
+    assert f'f"{prefix}-{{' in inspect.getsource(module.main)  # the name it saves (run_and_save, save_result)
     seen = []
     monkeypatch.setattr(module, "main", lambda args: seen.append(args) or 0)
     assert cli.main(argv) == 0
@@ -261,7 +263,8 @@ def test_wheel_ships_reference_runs_and_a_plain_install_loads_them(source_copy, 
     (top_level_txt,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
     top_level = zipfile.ZipFile(wheel).read(top_level_txt).decode().split()
     assert top_level == ["skiplib"]
-    committed = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    committed = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.split()
     for rel in committed:
         if rel.endswith((".json", ".csv")):
             assert f"skiplib/reference/{Path(rel).name}" in names, f"{rel} is not in the wheel"

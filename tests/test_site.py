@@ -24,7 +24,8 @@ import yaml
 
 from skiplib.tools import site
 
-ROOT = Path(__file__).resolve().parent.parent
+from _paths import ROOT
+
 HTML = os.environ.get("SKIPLIB_SITE_HTML")
 PAGES = [p.relative_to(Path(HTML).resolve()).as_posix() for p in site.site_pages(HTML)] if HTML else []
 

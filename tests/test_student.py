@@ -18,12 +18,11 @@ import nbformat
 import pytest
 import torch.nn.functional as F
 
-from skiplib import exercises
-from skiplib.exercises import _runner
+from skiplib.exercises import _runner, check_pad_shortcut, run_checks
 from skiplib.tools import grading, notebooks, student
-from skiplib.exercises import check_pad_shortcut, run_checks
 
-ROOT = Path(__file__).resolve().parent.parent
+from _paths import ROOT
+
 BOOK_NOTEBOOKS = notebooks.notebook_paths([ROOT / "book"])
 
 

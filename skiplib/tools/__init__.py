@@ -3,8 +3,8 @@
 ``site``: the Sphinx extension that makes the website work offline, and a link checker.
 ``notebooks``: strip outputs, keep the Colab bootstrap cells in sync, the repository URL.
 ``student`` and ``grading``: student notebooks, and grading submissions in isolated kernels.
-``bench``, ``workload`` and ``gpucheck``: ``python -m skiplib.tools bench|gpu-check``: timings,
-FLOP and run-time estimates, and every chapter run on a lent GPU with a report.
+``bench``, ``workload``, ``gpucheck`` and ``gpureport``: ``python -m skiplib.tools bench|gpu-check``:
+timings, FLOP and run-time estimates, and every chapter run on a lent GPU with its report.
 
 Its extra dependencies (``nbformat``, ``nbclient``, ``pyyaml``) come with ``pip install -e ".[tools]"``.
 """

@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from skiplib.analysis.families import count_flops
-from skiplib.data import DeviceLoader, cifar10_loaders
 from skiplib.chapters import ch01_degradation as degradation
-from skiplib.tools import workload
-from skiplib.results import REPO_ROOT, load_result
+from skiplib.data import DeviceLoader, cifar10_loaders
 from skiplib.models import create_model
 from skiplib.profile import get_profile, seed_everything
+from skiplib.results import REPO_ROOT, load_result
+from skiplib.tools import workload
 from skiplib.train import fit
 
 

@@ -9,19 +9,17 @@ Made for a rarely lent GPU with a hard time limit: one command runs
    last cell appended in memory that prints the kernel's peak CUDA memory;
 3. the reference experiments (``python -m skiplib <experiment>``), each in a subprocess;
 
-and writes ``OUT/gpu-check.json`` and ``OUT/gpu-check.md`` after every item, so a run killed from
-outside still leaves a report. A global ``--budget`` stops new items from starting (they are
-recorded as skipped); one failure never stops the rest. The exit code is 0 only if everything
-that ran passed. ``results/README.md`` describes the report's fields.
+and writes ``OUT/gpu-check.json`` and ``OUT/gpu-check.md`` (:mod:`skiplib.tools.gpureport`) after
+every item, so a run killed from outside still leaves a report. A global ``--budget`` stops new
+items from starting (they are recorded as skipped); one failure never stops the rest. The exit
+code is 0 only if everything that ran passed. ``results/README.md`` describes the report's fields.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -34,11 +32,11 @@ from pathlib import Path
 
 import torch
 
-from skiplib.results import REPO_ROOT, device_name, git_commit
+from skiplib.results import REPO_ROOT
+from skiplib.tools.gpureport import GiB, provenance, save_report
 from skiplib.tools.workload import EXPERIMENTS
 
 MARKER = "SKIPLIB-GPU-CHECK-MEMORY"
-GiB = 2**30
 # A T4's global memory as CUDA reports it (15,110 MiB: "15 GB", 16 GB less ECC); the CUDA context
 # (~0.3-0.5 GiB) comes out of it but is not in the allocator's peak, so it is added.
 T4_TOTAL_BYTES = 15_843_721_216
@@ -51,8 +49,8 @@ _PRINT_PEAK = f"""\
 import json as _json, torch as _torch
 _c = _torch.cuda.is_available()
 print("{MARKER} " + _json.dumps({{"allocated": _torch.cuda.max_memory_allocated() if _c else None,
-    "reserved": _torch.cuda.max_memory_reserved() if _c else None, "device": _torch.cuda.get_device_name() if _c else None}}),
-    flush=True)
+    "reserved": _torch.cuda.max_memory_reserved() if _c else None,
+    "device": _torch.cuda.get_device_name() if _c else None}}), flush=True)
 """
 MEMORY_CELL = "# appended by `python -m skiplib.tools gpu-check`: the kernel's peak CUDA memory\n" + _PRINT_PEAK
 EXPERIMENT_WRAPPER = ("import runpy\ntry:\n    runpy.run_module('skiplib', run_name='__main__', alter_sys=True)\n"
@@ -65,13 +63,15 @@ def add_arguments(p) -> None:
                    help="run every size in the smoke profile (tests the harness on a CPU)")
     p.add_argument("--out", type=Path, default=Path("gpu-check"), help="report folder (default: ./gpu-check)")
     p.add_argument("--budget", type=float, default=570.0,
-                   help="seconds (from the first item) after which no item starts; a running one is stopped (default 570)")
+                   help="seconds (from the first item) after which no item starts; a running one is stopped "
+                        "(default 570)")
     p.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook (default 300)")
     p.add_argument("--experiment-timeout", type=float, default=300.0, help="seconds per experiment (default 300)")
     p.add_argument("--chapters", type=int, nargs="+", default=None, help="chapter numbers to run (default: all)")
     p.add_argument("--no-experiments", action="store_true", help="skip the reference experiments")
     p.add_argument("--no-self-check", action="store_true", help="skip the self-checks (data, resume)")
-    p.add_argument("--book", type=Path, default=None, help="folder of chapter notebooks (default: the checkout's book/)")
+    p.add_argument("--book", type=Path, default=None,
+                   help="folder of chapter notebooks (default: the checkout's book/)")
 
 
 def find_notebooks(book: Path | None = None, chapters: list[int] | None = None) -> list[Path]:
@@ -188,8 +188,8 @@ def run_experiment(name: str, env: dict, timeout: float, out: Path) -> dict:
     if rc == 0:
         return {**item, "status": "pass", "error": None}
     if rc is None:
-        return {**item, "status": "fail", "error": f"TimeoutError: stopped after {seconds:.0f} s (time limit {timeout:.0f} s)",
-                "traceback": _tail(text)}
+        error = f"TimeoutError: stopped after {seconds:.0f} s (time limit {timeout:.0f} s)"
+        return {**item, "status": "fail", "error": error, "traceback": _tail(text)}
     tail = _tail("\n".join(ln for ln in text.splitlines() if not ln.startswith(MARKER)))
     errors = [ln for ln in tail if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", ln)]
     error = errors[-1] if errors else f"exit code {rc}" + (f": {tail[-1]}" if tail else "")
@@ -284,54 +284,6 @@ def run_self_check(check=resume_check) -> dict:
     return {**item, "seconds": round(time.monotonic() - t0, 1), **_memory_fields(memory)}
 
 
-def _provenance(args, profile: str) -> dict:
-    cuda = torch.cuda.is_available()
-    words = ["python -m skiplib.tools gpu-check", "--scaled-down" * args.scaled_down, f"--out {args.out}",
-             f"--budget {args.budget:g} --notebook-timeout {args.notebook_timeout:g}",
-             f"--experiment-timeout {args.experiment_timeout:g}", "--chapters " * bool(args.chapters)
-             + " ".join(map(str, args.chapters or [])), f"--book {args.book}" * bool(args.book),
-             "--no-experiments" * args.no_experiments, "--no-self-check" * args.no_self_check]
-    return {
-        "command": " ".join(filter(None, words)), "commit": git_commit(), "profile": profile, "scaled_down": bool(args.scaled_down),
-        "device": torch.cuda.get_device_name(0) if cuda else device_name(torch.device("cpu")),
-        "gpu_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / GiB, 1) if cuda else None,
-        "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "python": platform.python_version(), "host_cpus": os.cpu_count(), "data_dir": os.environ.get("SKIPLIB_DATA"),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "budget_s": args.budget,
-        "total_seconds": 0.0, "finished": False,
-    }
-
-
-def render_markdown(report: dict) -> str:
-    """The report as a Markdown page: provenance, then one table row per item, then the errors."""
-    p, items = report["provenance"], report["items"]
-    counts = {s: sum(i["status"] == s for i in items) for s in ("pass", "fail", "skipped", "pending")}
-    lines = [f"# gpu-check: {p['device']}", "",
-             f"`{p['command']}` — profile `{p['profile']}`{' (scaled down)' if p['scaled_down'] else ''}, "
-             f"commit `{p['commit']}`, {p['date']}, torch {p['torch']} (CUDA {p['cuda']}), "
-             f"{p['total_seconds']:.0f} s in all{'' if p['finished'] else ' (unfinished: the run was stopped)'}.", "",
-             ", ".join(f"{n} {s}" for s, n in counts.items() if n), "",
-             "| item | kind | status | seconds | peak GPU (GiB) | fits a T4 (15 GB) | error or note |",
-             "|---|---|---|---:|---:|---|---|"]
-    for i in items:
-        fits = {True: "yes", False: "**no**", None: "—"}[i.get("fits_t4")]
-        error = " ".join(filter(None, (i.get("error"), i.get("note")))).replace("|", "\\|").replace("\n", " ")
-        seconds, peak = (("—" if i.get(k) is None else f"{i[k]:.{d}f}") for k, d in (("seconds", 1), ("peak_gpu_gib", 2)))
-        lines.append(f"| {i['name']} | {i['kind']} | {i['status']} | {seconds} | {peak} | {fits} | {error} |")
-    for i in items:
-        if i.get("traceback"):
-            lines += ["", f"## {i['name']}: {i['error']}", "", "```", *i["traceback"], "```"]
-    return "\n".join(lines) + "\n"
-
-
-def save_report(report: dict, out: Path) -> None:
-    """Write ``gpu-check.json`` and ``.md``, each replaced whole: a kill never leaves half a report."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("gpu-check.json", json.dumps(report, indent=1) + "\n"), ("gpu-check.md", render_markdown(report))):
-        (out / f"{name}.tmp").write_text(text)
-        os.replace(out / f"{name}.tmp", out / name)
-
-
 def main(args) -> int:
     """CLI entry point; returns 0 only if every item that ran passed."""
     profile = "smoke" if args.scaled_down else "gpu"
@@ -345,7 +297,7 @@ def main(args) -> int:
                                           ("resume", "self-check", resume_check)]
     plan += [(nb.stem, "chapter", nb) for nb in notebooks]
     plan += [] if args.no_experiments else [(name, "experiment", name) for name in EXPERIMENTS]
-    report = {"schema": 1, "provenance": _provenance(args, profile),
+    report = {"schema": 1, "provenance": provenance(args, profile),
               "items": [{"name": name, "kind": kind, "status": "pending"} for name, kind, _ in plan]}
     save_report(report, out)
     start = time.monotonic()

@@ -224,7 +224,7 @@ def check_links(html_dir: str | os.PathLike) -> list[str]:
     parsed = {p: _parse(p) for p in pages}
     problems = []
     for page, refs in parsed.items():
-        for attr, value in refs.refs:
+        for _attr, value in refs.refs:
             url = urlsplit(value)
             if url.scheme or url.netloc or value.startswith(("javascript:", "data:", "mailto:")):
                 continue

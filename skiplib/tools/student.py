@@ -209,7 +209,7 @@ def exercises(nb: nbformat.NotebookNode, name: str) -> list[Exercise]:
     answered = {t.info.split()[1] for ts in fences.values() for t in ts
                 if _directive_name(t.info) == "solution" and len(t.info.split()) > 1}
     pending: Exercise | None = None  # the last directive without a written solution, until a check cell claims it
-    for i, cell in enumerate(nb.cells):
+    for i in range(len(nb.cells)):
         if i in fences:
             for token in fences[i]:
                 if _directive_name(token.info) == "exercise":

@@ -13,22 +13,22 @@ FLOPs into minutes on this CPU (measured rate), a T4 and an H200 (the assumption
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
 from skiplib.analysis import families as C
 from skiplib.analysis.identity import block_stack
-from skiplib.chapters.ch02_identity import config as ch2_config
-from skiplib.chapters.ch05_densenets import config as ch5_config
-from skiplib.chapters.ch03_highway import config as ch3_config
-from skiplib.chapters.ch04_resnets import config as ch4_config
-from skiplib.chapters.ch06_unet import config as ch6_config
-from skiplib.chapters.ch08_why import config as ch8_config
 from skiplib.chapters import ch01_degradation as ch1
 from skiplib.chapters import ch07_comparison as ch7
+from skiplib.chapters.ch02_identity import config as ch2_config
+from skiplib.chapters.ch03_highway import config as ch3_config
+from skiplib.chapters.ch04_resnets import config as ch4_config
+from skiplib.chapters.ch05_densenets import config as ch5_config
+from skiplib.chapters.ch06_unet import config as ch6_config
+from skiplib.chapters.ch08_why import config as ch8_config
 from skiplib.models import count_parameters, create_model
 from skiplib.models.cifar import cifar_resnet, plain_net
 from skiplib.models.densenet import cifar_densenet
