@@ -103,14 +103,14 @@ site-test: $(STAMP)
 	  fi; \
 	fi
 	$(PY) -m skiplib.tools.site links _build/html
-	SKIPLIB_SITE_HTML=_build/html SKIPLIB_SITE_SHOTS=$(SITE_SHOTS) $(PY) -m pytest -m site tests/test_site.py $(PYTEST_ARGS)
+	SKIPLIB_SITE_HTML=_build/html SKIPLIB_SITE_SHOTS=$(SITE_SHOTS) $(PY) -m pytest -m site tests/tools/test_site.py $(PYTEST_ARGS)
 	@echo "screenshots in $(SITE_SHOTS)"
 
 # Every chapter as a learner on Colab meets it (tests/colab_emulation.py): a separate
 # environment with only Colab's preinstalled packages, skiplib installed by each chapter's
 # bootstrap cell from the repository URL (git redirects it to this checkout), smoke profile.
 colab-test: $(STAMP)
-	SKIPLIB_COLAB_EMULATION=1 $(PY) -m pytest -m colab tests/test_colab.py $(PYTEST_ARGS)
+	SKIPLIB_COLAB_EMULATION=1 $(PY) -m pytest -m colab tests/book/test_colab.py $(PYTEST_ARGS)
 	@cat _build/colab-test/report.md
 
 data:

@@ -16,7 +16,7 @@ What "on Colab" means here, piece by piece:
 * **A working folder that holds nothing of the repository**, and the ``smoke`` profile.
 
 ``run_notebook`` returns a :class:`ColabRun`; a failing cell is reported, never raised, so a
-caller can check failures too (``tests/test_colab.py`` checks that a chapter importing a
+caller can check failures too (``tests/book/test_colab.py`` checks that a chapter importing a
 package Colab lacks fails here). Command line: ``python tests/colab_emulation.py [NOTEBOOK ...]``.
 """
 

@@ -1,5 +1,5 @@
 """ImageNet ResNet-18/34/50: parameter counts, gradients, shortcut options, argument checks.
-Their state_dicts and pretrained weights against torchvision's: tests/test_pretrained.py."""
+Their state_dicts and pretrained weights against torchvision's: tests/models/test_pretrained.py."""
 
 import pytest
 import torch

@@ -1,6 +1,6 @@
 """Chapter 5, DenseNets: paper parameter counts, channel arithmetic, memory-efficient == naive, the
 memory measurement, and the dense-layer grader. densenet121 against torchvision (state_dict,
-pretrained weights): tests/test_pretrained.py."""
+pretrained weights): tests/models/test_pretrained.py."""
 
 import copy
 
