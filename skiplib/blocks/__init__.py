@@ -1,15 +1,17 @@
 """Building blocks, one file per family of skip connection.
 
 ``residual``: plain and residual blocks with shortcut options (Chapters 1, 2 and 4).
-``bottleneck``: the bottleneck and pre-activation residual blocks (Chapter 4).
+``bottleneck``: the bottleneck residual block (Chapter 4).
+``preact``: the pre-activation residual block (Chapters 4, 7 and 8).
 ``highway``: fully-connected and convolutional highway layers (Chapter 3).
 ``dense``: dense layer, dense block and transition layer (Chapter 5).
 ``unet``: the U-Net parts DoubleConv, Down, Up, OutConv (Chapter 6; residual DoubleConv, Chapter 7).
 """
 
-from skiplib.blocks.bottleneck import Bottleneck, PreActBlock
+from skiplib.blocks.bottleneck import Bottleneck
 from skiplib.blocks.dense import DenseBlock, DenseLayer, Transition
 from skiplib.blocks.highway import ConvHighwayLayer, HighwayLayer
+from skiplib.blocks.preact import PreActBlock
 from skiplib.blocks.residual import (
     SHORTCUTS,
     BasicBlock,

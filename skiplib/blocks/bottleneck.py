@@ -1,14 +1,11 @@
-"""Bottleneck and pre-activation residual blocks, taught in Chapter 4.
+"""The bottleneck residual block, taught in Chapter 4.
 
-* :class:`Bottleneck` (He et al. 2016a, Sec. 4.1): 1x1 conv down to ``planes`` channels,
-  3x3 conv, 1x1 conv up to ``planes * 4``; the block of ResNet-50/101/152. The stride sits on
-  the 3x3 conv, as in torchvision ("ResNet v1.5"), so torchvision checkpoints load.
-* :class:`PreActBlock` (He et al. 2016b): BN-ReLU-conv-BN-ReLU-conv with *no* ReLU after the
-  addition, so the shortcut path from one block to the next is a pure identity.
-
-Both take the same ``shortcut`` options as :class:`~skiplib.blocks.residual.BasicBlock`
-(``"identity"`` A, ``"projection"`` B, ``"projection_all"`` C, ``"none"`` plain) and have
-``zero_init_last()``, which makes the residual branch output exactly zero.
+:class:`Bottleneck` (He et al. 2016a, Sec. 4.1): 1x1 conv down to ``planes`` channels, 3x3 conv,
+1x1 conv up to ``planes * 4``; the block of ResNet-50/101/152. The stride sits on the 3x3 conv, as
+in torchvision ("ResNet v1.5"), so torchvision checkpoints load. It takes the same ``shortcut``
+options as :class:`~skiplib.blocks.residual.BasicBlock` (``"identity"`` A, ``"projection"`` B,
+``"projection_all"`` C, ``"none"`` plain) and has ``zero_init_last()``, which makes the residual
+branch output exactly zero.
 """
 
 from __future__ import annotations
@@ -64,43 +61,3 @@ class Bottleneck(nn.Module):
     def zero_init_last(self) -> None:
         """Zero the last BN's scale (Goyal et al. 2017): the block starts as relu(shortcut(x))."""
         nn.init.zeros_(self.bn3.weight)
-
-
-class PreActBlock(nn.Module):
-    """Pre-activation basic block (He et al. 2016b), Chapter 4: out = x' + F(x), no final ReLU.
-
-    F(x) = conv2(relu(bn2(conv1(relu(bn1(x)))))). Where a shortcut module is needed (shape
-    change with option A/B, or always with option C) it reads the block's raw input, as in the
-    authors' code, so that nothing but that one module sits on the path between blocks.
-    A network of these blocks needs one BN-ReLU after its last block (the branch ends in a conv).
-    """
-
-    expansion = 1
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, shortcut: str = "identity") -> None:
-        super().__init__()
-        check_positive_ints(in_channels=in_channels, out_channels=out_channels, stride=stride)
-        self.shortcut = check_shortcut(shortcut)
-        self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = conv3x3(in_channels, out_channels, stride)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.conv2 = conv3x3(out_channels, out_channels)
-        self.relu = nn.ReLU()
-        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn1(x)
-        out = self.relu(out)
-        out = self.conv1(out)
-        out = self.bn2(out)
-        out = self.relu(out)
-        out = self.conv2(out)
-        if self.shortcut == "none":
-            return out
-        identity = x if self.downsample is None else self.downsample(x)
-        return out + identity  # no ReLU: the identity path stays clean
-
-    @torch.no_grad()
-    def zero_init_last(self) -> None:
-        """Zero the last conv: F(x) = 0 exactly, so the block computes its shortcut (the identity)."""
-        nn.init.zeros_(self.conv2.weight)
