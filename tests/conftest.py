@@ -57,3 +57,13 @@ def repo_root() -> Path:
     """The repository root (where _config.yml, _toc.yml and book/ live): ``_paths.ROOT``, for tests
     that prefer a fixture; module-level code imports ``ROOT`` from ``_paths`` directly."""
     return ROOT
+
+
+@pytest.fixture
+def no_figures_left():
+    """Fail a test that leaves a matplotlib figure open (a leak in a notebook full of figures)."""
+    import matplotlib.pyplot as plt  # here: most tests never load matplotlib
+
+    before = set(plt.get_fignums())
+    yield
+    assert set(plt.get_fignums()) == before, "a test left a figure open"

@@ -27,11 +27,8 @@ def boxed(fig: Figure) -> list[str]:
     return [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_bbox_patch() is not None]
 
 
-@pytest.fixture(autouse=True)
-def no_figures_left():
-    before = set(plt.get_fignums())
-    yield
-    assert set(plt.get_fignums()) == before, "a test left a figure open"
+# every test closes the figures it makes (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("no_figures_left")
 
 
 def test_nested_classes_names_both_depths_and_nests_three_classes_per_panel():

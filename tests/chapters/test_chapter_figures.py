@@ -22,11 +22,8 @@ from skiplib.train import History  # noqa: E402
 IMSHOW_TENSOR = "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
 
 
-@pytest.fixture(autouse=True)
-def no_figures_left():
-    before = set(plt.get_fignums())
-    yield
-    assert set(plt.get_fignums()) == before, "a test left a figure open"
+# every test closes the figures it makes (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("no_figures_left")
 
 
 # ------------------------------------------------------------------ Chapter 2
