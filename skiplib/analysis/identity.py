@@ -94,7 +94,8 @@ def identity_block(channels: int, shortcut: str = "none") -> BasicBlock:
     """A stride-1 block (in eval mode) that returns its input x for every x >= 0.
 
     Plain (``"none"``): Dirac convs and pass-through BNs. Residual: the branch is switched off
-    by a zero last-BN scale (Goyal et al.'s zero-init), leaving relu(x) = x.
+    by a zero last-BN scale (Goyal et al.'s zero-init), leaving relu(x) = x; with option C
+    (``"projection_all"``) the shortcut's 1x1 conv and BN are set to pass x through as well.
     """
     block = BasicBlock(channels, channels, 1, check_shortcut(shortcut))
     if shortcut == "none":
@@ -106,6 +107,12 @@ def identity_block(channels: int, shortcut: str = "none") -> BasicBlock:
         with torch.no_grad():
             block.bn2.bias.zero_()
         block.zero_init_last()
+        if block.downsample is not None:
+            # option C projects on every block, even where shapes match: a fresh 1x1 conv + BN
+            # would change the function, so the inserted block's projection is made an identity too
+            conv, bn = block.downsample
+            dirac_conv_(conv)
+            identity_bn_(bn)
     return block.eval()
 
 

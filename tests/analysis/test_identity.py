@@ -25,6 +25,7 @@ from skiplib.analysis.identity import (
     relative_identity_error,
     shrink,
 )
+from skiplib.blocks import SHORTCUTS
 from skiplib.chapters.ch02_identity import config as chapter_config
 from skiplib.exercises.ch02_identity import _CASES, check_dirac_init
 from skiplib.models.cifar import CifarResNet
@@ -49,7 +50,7 @@ def _max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
         return (a(x) - b(x)).abs().max().item()
 
 
-@pytest.mark.parametrize("shortcut", ["none", "identity", "projection"])
+@pytest.mark.parametrize("shortcut", SHORTCUTS)
 @pytest.mark.parametrize("shallow_depth,depth,widths", [
     (8, 14, (16, 32, 64)), (8, 20, (4, 8, 8)), (14, 32, (8, 16, 32)), (20, 56, (16, 32, 64)), (20, 20, (6, 12, 24)),
 ])
