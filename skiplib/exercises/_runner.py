@@ -16,6 +16,7 @@ of it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -41,8 +43,15 @@ def _drain_records() -> str:
     return out
 
 
-class _Timeout(Exception):
-    pass
+# Seconds each check may run: a learner's endless loop is stopped and reported, not waited for.
+TIME_LIMIT = 20.0
+# Code that is not the learner's: a traceback is reported at the learner's innermost line, not here.
+_LIBRARY_DIRS = tuple(str(Path(m).resolve().parent) + os.sep for m in (torch.__file__, Path(__file__).parent))
+
+
+class _Timeout(BaseException):
+    """Raised by the time limit. A BaseException, so that a grader's own ``except Exception``
+    (which turns a learner's error into a hint) cannot swallow it and report "raised _Timeout"."""
 
 
 @contextmanager
@@ -82,12 +91,31 @@ def _is_placeholder(problem: str) -> bool:
     return "raised NotImplementedError" in problem
 
 
-def run_checks(title: str, checks: Iterable[Check], *, time_limit: float = 20.0, verbose: bool = True) -> bool:
+def _is_library(filename: str) -> bool:
+    return str(Path(filename).resolve()).startswith(_LIBRARY_DIRS)
+
+
+def _describe_error(e: Exception) -> str:
+    """What a learner reads when a check raised: at their own innermost line if the error arose in
+    their code (also when torch raised it for them); if it arose in the grader, the grader could not
+    use what their code gave back (a tuple or None instead of a tensor, say)."""
+    # Only the frames still active when it was raised are in the traceback: none of the learner's
+    # means the grader itself failed, on a value their code had already returned.
+    learner = [f for f in traceback.extract_tb(e.__traceback__) if not _is_library(f.filename)]
+    if not learner:
+        return (f"the check could not use what your code gave back ({type(e).__name__}: {e}); "
+                "does it return what the exercise asks for (e.g. a tensor, not a tuple or None)?")
+    where = f" (line {learner[-1].lineno} in {learner[-1].name})" if learner else ""
+    return f"your code raised {type(e).__name__}: {e}{where}"
+
+
+def run_checks(title: str, checks: Iterable[Check], *, time_limit: float | None = None, verbose: bool = True) -> bool:
     """Run each check, print ✓/✗ lines and a summary; return True if every check passed.
 
     A check whose code raises ``NotImplementedError`` counts as "not attempted": the summary
     says so instead of listing a failure the learner has not had a chance to make.
     """
+    time_limit = TIME_LIMIT if time_limit is None else time_limit
     passed = total = placeholders = 0
     lines = []
     for what, test in checks:
@@ -96,13 +124,12 @@ def run_checks(title: str, checks: Iterable[Check], *, time_limit: float = 20.0,
             with _time_limit(time_limit):
                 problem = test()
         except _Timeout:
-            problem = f"took longer than {time_limit:.0f} s; is there an endless loop?"
+            problem = (f"stopped after {time_limit:g} seconds, the time limit of a check: is there an endless "
+                       "loop, or work that does not depend on the input's size?")
         except NotImplementedError:
             problem = "your code raised NotImplementedError"
         except Exception as e:  # the learner's code failed: report, don't crash the notebook
-            tb = traceback.extract_tb(e.__traceback__)
-            where = f" (line {tb[-1].lineno} in {tb[-1].name})" if tb else ""
-            problem = f"your code raised {type(e).__name__}: {e}{where}"
+            problem = _describe_error(e)
         if problem is None:
             passed += 1
             lines.append(f"  ✓ {what}")
