@@ -82,7 +82,8 @@ class UNet(nn.Module):
 
 @register_model("unet")
 def unet(**kw) -> UNet:
-    """The paper's U-Net (31,030,658 parameters); keywords override, e.g. ``base=16, depth=3``."""
+    """The paper's U-Net configuration (31,030,658 parameters by count; the paper states none);
+    keywords override, e.g. ``base=16, depth=3``."""
     return UNet(**kw)
 
 
