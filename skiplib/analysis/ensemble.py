@@ -14,8 +14,10 @@ gives the reader three tools to test that view:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from math import comb
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -183,3 +185,21 @@ def path_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, s
     finally:
         model.train(was_training)
     return result
+
+
+def geometric_decay(lengths: Sequence[int], norms: Sequence[float]) -> dict[str, float]:
+    """Least-squares line through ``log(norms)`` against ``lengths``: ``factor`` is the change per
+    extra block on a path (below 1: the norm falls geometrically with length, as Veit et al. find),
+    ``scale`` the fitted norm at length 0, and ``r2`` how well one geometric rate describes all
+    lengths (1: exactly)."""
+    k = np.asarray(lengths, dtype=float)
+    g = np.asarray(norms, dtype=float)
+    if k.shape != g.shape or k.ndim != 1 or len(k) < 3:
+        raise ValueError(f"need matching 1-D lengths and norms of at least 3 points, got {k.shape} and {g.shape}")
+    if not np.all(np.isfinite(g)) or np.any(g <= 0):
+        raise ValueError("gradient norms must be positive and finite to fit a geometric rate")
+    slope, intercept = np.polyfit(k, np.log(g), 1)
+    residual = np.log(g) - (slope * k + intercept)
+    spread = np.log(g) - np.log(g).mean()
+    r2 = 1.0 - float(residual @ residual) / float(spread @ spread) if spread.any() else 1.0
+    return {"factor": float(np.exp(slope)), "scale": float(np.exp(intercept)), "r2": r2}

@@ -208,7 +208,10 @@ def roughness(loss: Sequence[Sequence[float]] | np.ndarray) -> dict:
     * ``curvature``: mean |second difference| along both axes, divided by the loss range
       (scale-free: a bowl of any height scores the same; wiggles score high);
     * ``nonconvex``: fraction of interior second differences that are negative (a convex
-      surface has none).
+      surface has none);
+    * ``rises_outward``: fraction of grid points (all but the centre) whose loss is at least that
+      of their neighbour one step closer to the centre, where the trained weights sit: 1 for a
+      basin whose contours are closed rings around the centre, about 0.5 for noise.
     """
     z = np.asarray(loss, dtype=float)
     if z.ndim != 2 or min(z.shape) < 3:
@@ -222,9 +225,14 @@ def roughness(loss: Sequence[Sequence[float]] | np.ndarray) -> dict:
     h, w = z.shape
     neighbours = [padded[1 + di:1 + di + h, 1 + dj:1 + dj + w] for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
     minima = int(np.all([z < n for n in neighbours], axis=0).sum())
+    rows, cols = np.indices(z.shape)
+    ci, cj = h // 2, w // 2
+    inward = z[rows - np.sign(rows - ci), cols - np.sign(cols - cj)]  # one step towards the centre
+    off_centre = (rows != ci) | (cols != cj)
     return {
         "range": span,
         "local_minima": minima,
         "curvature": float(np.abs(second).mean() / span) if span > 0 else 0.0,
         "nonconvex": float((second < 0).mean()),
+        "rises_outward": float((z >= inward)[off_centre].mean()),
     }

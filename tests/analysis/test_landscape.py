@@ -134,6 +134,17 @@ def test_roughness_numbers():
         L.roughness(np.zeros(5))
 
 
+def test_rises_outward_is_one_for_rings_about_a_half_for_noise_and_low_off_centre():
+    xs = np.linspace(-1, 1, 11)
+    bowl = np.add.outer(xs**2, xs**2)
+    assert L.roughness(bowl)["rises_outward"] == 1.0
+    noise = np.random.default_rng(0).normal(size=(41, 41))
+    assert 0.4 < L.roughness(noise)["rises_outward"] < 0.6
+    # a bowl whose bottom is off the centre: the loss falls outward on the side towards its bottom
+    shifted = np.add.outer((xs - 0.6) ** 2, xs**2)
+    assert L.roughness(shifted)["rises_outward"] < 0.95
+
+
 def test_grid_and_errors():
     assert L.grid(1.0, 5) == pytest.approx([-1, -0.5, 0, 0.5, 1])
     with pytest.raises(ValueError, match="points"):

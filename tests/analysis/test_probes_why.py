@@ -222,3 +222,14 @@ def test_grader_accepts_correct_and_names_each_mistake(capsys):
         assert cfg["grid_points"] % 2 == 1 and cfg["depth"] in (20, 32, 44, 56, 110)
     grids = [chapter_config(get_profile(name, device="cpu"))["grid_points"] for name in ("smoke", "cpu", "gpu")]
     assert grids == sorted(grids) and grids[-1] < 51  # coarser than Li et al.'s 51x51: minutes on a T4
+
+
+def test_geometric_decay_recovers_the_rate_and_says_how_well_it_fits():
+    fit = paths.geometric_decay([0, 1, 2, 3, 4], [8.0, 4.0, 2.0, 1.0, 0.5])
+    assert fit["factor"] == pytest.approx(0.5) and fit["scale"] == pytest.approx(8.0) and fit["r2"] == pytest.approx(1.0)
+    zigzag = paths.geometric_decay([0, 1, 2, 3], [1.0, 3.0, 1.0, 3.0])
+    assert zigzag["r2"] < 0.5
+    with pytest.raises(ValueError, match="positive"):
+        paths.geometric_decay([0, 1, 2], [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="at least 3"):
+        paths.geometric_decay([0, 1], [1.0, 2.0])
