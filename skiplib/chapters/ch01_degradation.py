@@ -129,13 +129,20 @@ def plot_reference(result: dict, axes: Sequence[Axes]) -> None:
 
 
 def profile_and_config(args: argparse.Namespace, make_config: Callable[[Profile], dict]) -> tuple[Profile, dict]:
-    """The chapters' CLI entries: the profile of ``args.profile`` and its config; ``--epochs``, where a
-    command has it and it is given, overrides the profile's epochs."""
+    """The chapters' CLI entries: the profile of ``args.profile`` and its config; ``--epochs``,
+    ``--depths`` and ``--seeds``, where a command has them and they are given, override the profile's."""
     profile = get_profile(args.profile)
     cfg = make_config(profile)
-    if getattr(args, "epochs", None) is not None:
-        cfg["epochs"] = args.epochs
+    for option in ("epochs", "depths", "seeds"):
+        if getattr(args, option, None) is not None:
+            cfg[option] = list(getattr(args, option)) if option != "epochs" else args.epochs
     return profile, cfg
+
+
+def result_name(experiment: str, profile: Profile, args: argparse.Namespace) -> str:
+    """``<experiment>-<profile>``, or ``<experiment>-<profile>-<tag>`` with ``--tag``: the results file's name."""
+    tag = getattr(args, "tag", None)
+    return f"{experiment}-{profile.name}" + (f"-{tag}" if tag else "")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -147,7 +154,7 @@ def main(args: argparse.Namespace) -> int:
         return {"experiment": "degradation", "config": cfg, "histories": histories}
 
     out, path = run_and_save(
-        f"degradation-{profile.name}", body=body, device=profile.device, profile=profile.name, out_dir=args.out_dir,
+        result_name("degradation", profile, args), body=body, device=profile.device, profile=profile.name, out_dir=args.out_dir,
         run=lambda partial: run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic,
                                 checkpoints=True, partial=partial))
     for label, h in out["histories"].items():

@@ -206,6 +206,7 @@ def main(args) -> int:
     cfg = config(profile)
     if args.epochs is not None:
         cfg["fc_epochs"] = args.epochs
+    name = f"highway-depth-{profile.name}" + (f"-{args.tag}" if getattr(args, "tag", None) else "")
     check_outputs(args.out_dir, checkpoints=False)  # before minutes of training, not after (no checkpoints here)
     runs, source, t0 = {}, "not loaded yet", time.perf_counter()
 
@@ -231,8 +232,8 @@ def main(args) -> int:
                     weight_decay=cfg["fc_weight_decay"], schedule=cfg["schedule"], seed=cfg["seed"],
                     device=profile.device, runs=runs)
     except KeyboardInterrupt:
-        save_partial(f"highway-depth-{profile.name}", payload(time.perf_counter() - t0), args.out_dir)
+        save_partial(name, payload(time.perf_counter() - t0), args.out_dir)
         raise
-    path = save_result(f"highway-depth-{profile.name}", payload(time.perf_counter() - t0), args.out_dir)
+    path = save_result(name, payload(time.perf_counter() - t0), args.out_dir)
     print(f"wrote {path}")
     return 0

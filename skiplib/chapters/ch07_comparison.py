@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 
 from skiplib import plots
 from skiplib.analysis.families import FAMILIES, compare, summarise
-from skiplib.chapters.ch01_degradation import profile_and_config
+from skiplib.chapters.ch01_degradation import profile_and_config, result_name
 from skiplib.data import cifar10_loaders
 from skiplib.profile import Profile, get_profile
 from skiplib.results import run_and_save
@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
         return {"experiment": "compare", "config": cfg, "records": records, "summary": summarise(records)}
 
     out, path = run_and_save(
-        f"compare-{profile.name}", body=body, device=profile.device, profile=profile.name, out_dir=args.out_dir,
+        result_name("compare", profile, args), body=body, device=profile.device, profile=profile.name, out_dir=args.out_dir,
         run=lambda partial: run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, progress=True,
                                 checkpoints=True, partial=partial))
     for row in out["summary"]:

@@ -24,7 +24,7 @@ from torch import nn
 from skiplib import plots
 from skiplib.analysis import ensemble as paths
 from skiplib.analysis import landscape as L
-from skiplib.chapters.ch01_degradation import loaders, profile_and_config, train_families
+from skiplib.chapters.ch01_degradation import loaders, profile_and_config, result_name, train_families
 from skiplib.data import DeviceLoader
 from skiplib.models import create_model
 from skiplib.profile import Profile, get_profile, seed_everything
@@ -214,7 +214,7 @@ def main(args: argparse.Namespace) -> int:
         return {"experiment": "landscape", **{k: v for k, v in out.items() if k not in ("seconds", "info")},
                 "histories": histories}
 
-    out, path = run_and_save(f"landscape-{profile.name}", body=body, device=profile.device, profile=profile.name,
+    out, path = run_and_save(result_name("landscape", profile, args), body=body, device=profile.device, profile=profile.name,
                              out_dir=args.out_dir,
                              run=lambda partial: run(cfg, profile, checkpoints=True, partial=partial))
     for label, s in out["surfaces"].items():

@@ -69,6 +69,10 @@ def add_arguments(p) -> None:
     p.add_argument("--experiment-timeout", type=float, default=300.0, help="seconds per experiment (default 300)")
     p.add_argument("--chapters", type=int, nargs="+", default=None, help="chapter numbers to run (default: all)")
     p.add_argument("--no-experiments", action="store_true", help="skip the reference experiments")
+    p.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=None,
+                   help="reference experiments to run, in this order (default: all)")
+    p.add_argument("--note", default=None,
+                   help="recorded in the report, e.g. that other runs shared the GPU (their timings are then not a lone run's)")
     p.add_argument("--no-self-check", action="store_true", help="skip the self-checks (data, resume)")
     p.add_argument("--book", type=Path, default=None,
                    help="folder of chapter notebooks (default: the checkout's book/)")
@@ -296,7 +300,8 @@ def main(args) -> int:
     plan = [] if args.no_self_check else [("data", "self-check", lambda: data_check(profile)),
                                           ("resume", "self-check", resume_check)]
     plan += [(nb.stem, "chapter", nb) for nb in notebooks]
-    plan += [] if args.no_experiments else [(name, "experiment", name) for name in EXPERIMENTS]
+    experiments = [] if args.no_experiments else (args.experiments or EXPERIMENTS)
+    plan += [(name, "experiment", name) for name in experiments]
     report = {"schema": 1, "provenance": provenance(args, profile),
               "items": [{"name": name, "kind": kind, "status": "pending"} for name, kind, _ in plan]}
     save_report(report, out)

@@ -26,7 +26,9 @@ def provenance(args, profile: str) -> dict:
              f"--budget {args.budget:g} --notebook-timeout {args.notebook_timeout:g}",
              f"--experiment-timeout {args.experiment_timeout:g}", "--chapters " * bool(args.chapters)
              + " ".join(map(str, args.chapters or [])), f"--book {args.book}" * bool(args.book),
-             "--no-experiments" * args.no_experiments, "--no-self-check" * args.no_self_check]
+             "--no-experiments" * args.no_experiments,
+             "--experiments " * bool(getattr(args, "experiments", None)) + " ".join(getattr(args, "experiments", None) or []),
+             "--no-self-check" * args.no_self_check]
     return {
         "command": " ".join(filter(None, words)), "commit": git_commit(), "profile": profile,
         "scaled_down": bool(args.scaled_down),
@@ -36,7 +38,7 @@ def provenance(args, profile: str) -> dict:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "python": platform.python_version(), "host_cpus": os.cpu_count(), "data_dir": os.environ.get("SKIPLIB_DATA"),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "budget_s": args.budget,
-        "total_seconds": 0.0, "finished": False,
+        "total_seconds": 0.0, "finished": False, "note": getattr(args, "note", None),
     }
 
 
@@ -48,6 +50,7 @@ def render_markdown(report: dict) -> str:
              f"`{p['command']}` — profile `{p['profile']}`{' (scaled down)' if p['scaled_down'] else ''}, "
              f"commit `{p['commit']}`, {p['date']}, torch {p['torch']} (CUDA {p['cuda']}), "
              f"{p['total_seconds']:.0f} s in all{'' if p['finished'] else ' (unfinished: the run was stopped)'}.", "",
+             *([f"Note: {p['note']}", ""] if p.get("note") else []),
              ", ".join(f"{n} {s}" for s, n in counts.items() if n), "",
              "| item | kind | status | seconds | peak GPU (GiB) | fits a T4 (15 GB) | error or note |",
              "|---|---|---|---:|---:|---|---|"]
@@ -70,3 +73,17 @@ def save_report(report: dict, out: Path) -> None:
     for name, text in texts.items():
         (out / f"{name}.tmp").write_text(text)
         os.replace(out / f"{name}.tmp", out / name)
+
+
+def merge_reports(reports: list[dict], note: str | None = None) -> dict:
+    """One report of several gpu-check runs made side by side (lanes sharing one GPU): the first's
+    provenance (with ``lanes``, the longest ``total_seconds``, ``finished`` only if all finished and
+    ``note``), then every lane's items in lane order."""
+    if not reports:
+        raise ValueError("merge_reports needs at least one gpu-check report")
+    first = reports[0]["provenance"]
+    prov = {**first, "lanes": [r["provenance"]["command"] for r in reports],
+            "total_seconds": max(r["provenance"]["total_seconds"] for r in reports),
+            "finished": all(r["provenance"]["finished"] for r in reports),
+            "note": note if note is not None else first.get("note")}
+    return {"schema": 1, "provenance": prov, "items": [i for r in reports for i in r["items"]]}

@@ -57,6 +57,31 @@ def test_cli_writes_result_with_provenance(tmp_path, capsys, monkeypatch):
     assert "final train error" in capsys.readouterr().out
 
 
+def test_overrides_and_tag_make_a_separate_reference_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKIPLIB_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    assert main(["degradation", "--profile", "smoke", "--depths", "20", "--epochs", "2", "--tag", "long",
+                 "--out-dir", str(tmp_path)]) == 0
+    assert not (tmp_path / "degradation-smoke.json").exists()  # the profile's own file is left alone
+    data = json.loads((tmp_path / "degradation-smoke-long.json").read_text())
+    assert data["config"]["depths"] == [20] and data["config"]["epochs"] == 2
+    assert set(data["histories"]) == {"plain20", "resnet20"}
+    assert all(len(h) == 2 for h in data["histories"].values())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["degradation", "--depths", "0"], "positive int"),
+    (["compare", "--seeds", "-1"], "non-negative int"),
+    (["compare", "--seeds", "one"], "non-negative int"),
+    (["degradation", "--tag", "../x"], "letters, digits"),
+    (["highway", "--depths", "10"], "unrecognized arguments"),  # its depths are fixed by the paper's figure
+])
+def test_bad_overrides_are_refused_with_what_is_allowed(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_same_command_same_numbers(tmp_path):
     cfg = {**degradation.config(get_profile("smoke")), "depths": [20], "train_subset": 256, "test_subset": 128}
     runs = [degradation.run(cfg, device="cpu", families=("plain",), allow_synthetic=True, progress=False) for _ in range(2)]

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from skiplib.tools import gpucheck
+from skiplib.tools import gpucheck, gpureport
 from skiplib.tools.__main__ import main
 
 ITEM_KEYS = {"name", "kind", "status", "seconds", "peak_gpu_gib", "peak_gpu_reserved_gib", "fits_t4", "error",
@@ -104,6 +104,32 @@ def test_budget_skips_later_items_and_the_report_is_written_after_each(fake_book
     assert items[1]["error"] == "skipped (out of time)"
     assert items[0]["peak_gpu_gib"] == 2.0 and items[0]["fits_t4"] is True
     assert "| 03_after | chapter | skipped |" in (out / "gpu-check.md").read_text()
+
+
+def test_chosen_chapters_and_experiments_run_in_the_given_order_and_lanes_merge(fake_book, tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(gpucheck, "run_notebook", lambda path, *a: ran.append(path.stem) or
+                        {"status": "pass", "seconds": 1.0, "error": None, "traceback": []})
+    monkeypatch.setattr(gpucheck, "run_experiment", lambda name, *a: ran.append(name) or
+                        {"status": "fail", "seconds": 2.0, "error": "RuntimeError: x", "traceback": []})
+    lanes = []
+    for n, argv in enumerate([["--chapters", "3", "1", "--experiments", "landscape", "degradation"],
+                              ["--chapters", "2", "--no-experiments"]]):
+        out = tmp_path / f"lane{n}"
+        main(["gpu-check", "--scaled-down", "--book", str(fake_book), "--no-self-check", "--out", str(out),
+              "--note", "shared the GPU", *argv])
+        lanes.append(_read(out))
+    assert ran == ["03_after", "01_env", "landscape", "degradation", "02_raises"]
+    assert "--experiments landscape degradation" in lanes[0]["provenance"]["command"]
+    assert "Note: shared the GPU" in (tmp_path / "lane0" / "gpu-check.md").read_text()
+    merged = gpureport.merge_reports(lanes, note="two lanes")
+    assert [i["name"] for i in merged["items"]] == ["03_after", "01_env", "landscape", "degradation", "02_raises"]
+    assert merged["provenance"]["lanes"] == [r["provenance"]["command"] for r in lanes]
+    assert merged["provenance"]["note"] == "two lanes" and merged["provenance"]["finished"] is True
+    with pytest.raises(SystemExit):
+        main(["gpu-check", "--scaled-down", "--experiments", "nonsense"])
+    with pytest.raises(ValueError, match="at least one"):
+        gpureport.merge_reports([])
 
 
 def test_memory_fields_decide_whether_a_t4_fits():
