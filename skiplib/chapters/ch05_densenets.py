@@ -59,8 +59,10 @@ def training_cost(model: nn.Module, size: int = 32, batch: int = 2) -> dict:
     """What one training step of ``model`` on ``size`` x ``size`` images costs: ``params``,
     ``macs`` (multiply-adds per image, by torchinfo), ``mem`` (MiB per image of the tensors alive after
     the forward pass: what backward will need) and ``peak`` (MiB per image at the step's peak)."""
-    s = summary(model, input_size=(1, 3, size, size), verbose=0)
-    x = torch.randn(batch, 3, size, size)
+    # torchinfo moves a model to CUDA when there is one unless told the device: count where it lives
+    device = next(model.parameters()).device
+    s = summary(model, input_size=(1, 3, size, size), verbose=0, device=device)
+    x = torch.randn(batch, 3, size, size, device=device)
     with TensorMemory() as mem:
         model.train()
         out = model(x)

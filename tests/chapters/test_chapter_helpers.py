@@ -97,6 +97,15 @@ def test_training_cost_counts_parameters_multiply_adds_and_memory():
     assert 0 < cost["mem"] <= cost["peak"]
 
 
+def test_training_cost_measures_the_model_where_it_is_even_beside_a_gpu(monkeypatch):
+    # torchinfo moves a model to CUDA whenever CUDA is available unless told the device; on the GPU
+    # profile's first run that left a CPU input for a CUDA model (found by gpu-check on an H200)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    cost = ch5.training_cost(conv, size=8, batch=2)
+    assert cost["params"] == 4 * 3 * 9 and conv.weight.device.type == "cpu"
+
+
 def test_reuse_maps_one_per_block_and_refuses_an_imagenet_densenet():
     net = cifar_densenet(16, 4, bottleneck=True, compression=0.5)  # 2 layers per block
     maps = ch5.reuse_maps(net)
