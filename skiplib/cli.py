@@ -7,7 +7,7 @@ the repository's reference runs are made with ``--out-dir results``). Before tra
 run checks that ``--out-dir`` and the checkpoint folder can be written; interrupted with Ctrl-C, it
 writes the runs that finished to ``<name>.partial.json`` (marked ``"partial": true``) and stops:
 
-* ``degradation [--profile gpu] [--epochs N] [--depths 20 56 ...]``: Chapter 1's experiment; writes
+* ``degradation [--profile gpu] [--epochs N] [--depths 20 56 ...] [--families resnet]``: Chapter 1's experiment; writes
   ``degradation-<profile>.json`` with provenance (command, commit, device, data source, date, seconds).
 * ``highway [--profile gpu]``: Chapter 3's depth experiment (plain vs highway FC nets, best training
   loss per depth over a learning-rate sweep); writes ``highway-depth-<profile>.json``.
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("degradation", help="Chapter 1: plain vs residual nets across depths")
     _run_options(p, depths=True)
+    p.add_argument("--families", nargs="+", choices=degradation.FAMILIES, default=None,
+                   help="train only these families (default: both); a net's checkpoint is the same either way")
     p.set_defaults(func=degradation.main)
 
     p = sub.add_parser("highway", help="Chapter 3: plain vs highway FC nets across depths (the paper's Fig. 1)")

@@ -155,8 +155,8 @@ def main(args: argparse.Namespace) -> int:
 
     out, path = run_and_save(
         result_name("degradation", profile, args), body=body, device=profile.device, profile=profile.name, out_dir=args.out_dir,
-        run=lambda partial: run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic,
-                                checkpoints=True, partial=partial))
+        run=lambda partial: run(cfg, device=profile.device, families=getattr(args, "families", None) or FAMILIES,
+                                allow_synthetic=profile.allow_synthetic, checkpoints=True, partial=partial))
     for label, h in out["histories"].items():
         print(f"{label:>10}: final train error {h.last['train_err']:.1%}, test error {h.last['test_err']:.1%}")
     print(f"wrote {path}")

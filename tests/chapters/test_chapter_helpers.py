@@ -172,3 +172,18 @@ def test_plot_vs_depth_labels_families_and_plots_percent():
 
 def test_chapter_5_and_8_use_chapter_1s_loaders():
     assert ch5.loaders is ch1.loaders and ch8.loaders is ch1.loaders
+
+
+def test_identity_verdict_says_where_residual_stacks_win_and_why_they_lose():
+    from skiplib.chapters.ch02_identity import identity_verdict
+
+    def fit(before, after):
+        return {"before": before, "after": after}
+
+    plain = [fit(1.0, 0.05), fit(1.0, 0.2), fit(1.0, 0.4)]
+    all_won = identity_verdict([2, 16, 32], {"plain": plain, "residual": [fit(0.5, 0.0), fit(4, 0.1), fit(9, 0.3)]})
+    assert all_won.startswith("Residual blocks of the same layers end lower at every depth")
+    lost = identity_verdict([2, 16, 32], {"plain": plain, "residual": [fit(0.5, 0.0), fit(4, 0.1), fit(16.5, 0.73)]})
+    assert "end lower at $k = 2, 16$" in lost and "but not at $k = 32$ (from 16.50" in lost and "0.730" in lost
+    with pytest.raises(ValueError, match="one plain and one residual fit per depth"):
+        identity_verdict([2, 4], {"plain": plain, "residual": plain})

@@ -61,11 +61,17 @@ def test_overrides_and_tag_make_a_separate_reference_run(tmp_path, monkeypatch):
     monkeypatch.setenv("SKIPLIB_CHECKPOINTS", str(tmp_path / "checkpoints"))
     assert main(["degradation", "--profile", "smoke", "--depths", "20", "--epochs", "2", "--tag", "long",
                  "--out-dir", str(tmp_path)]) == 0
+    # one family of the same config: its net comes from the checkpoint the run above left
+    assert main(["degradation", "--profile", "smoke", "--depths", "20", "--epochs", "2", "--families", "resnet",
+                 "--tag", "resnet", "--out-dir", str(tmp_path)]) == 0
+    only = json.loads((tmp_path / "degradation-smoke-resnet.json").read_text())
+    assert set(only["histories"]) == {"resnet20"}
     assert not (tmp_path / "degradation-smoke.json").exists()  # the profile's own file is left alone
     data = json.loads((tmp_path / "degradation-smoke-long.json").read_text())
     assert data["config"]["depths"] == [20] and data["config"]["epochs"] == 2
     assert set(data["histories"]) == {"plain20", "resnet20"}
     assert all(len(h) == 2 for h in data["histories"].values())
+    assert only["histories"]["resnet20"] == data["histories"]["resnet20"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -73,7 +79,8 @@ def test_overrides_and_tag_make_a_separate_reference_run(tmp_path, monkeypatch):
     (["compare", "--seeds", "-1"], "non-negative int"),
     (["compare", "--seeds", "one"], "non-negative int"),
     (["degradation", "--tag", "../x"], "letters, digits"),
-    (["highway", "--depths", "10"], "unrecognized arguments"),  # its depths are fixed by the paper's figure
+    (["highway", "--depths", "10"], "unrecognized arguments"),
+    (["degradation", "--families", "highway"], "invalid choice"),  # its depths are fixed by the paper's figure
 ])
 def test_bad_overrides_are_refused_with_what_is_allowed(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
