@@ -175,7 +175,8 @@ def reference_run(name: str) -> tuple[dict | None, str]:
     result = load_result(name)
     if result is None:
         return None, missing_result_message(name)
-    return result, f"Reference run {name}: {describe_provenance(result.get('provenance', {}))}"
+    partial = " (partial: stopped before every run finished)" if result.get("partial") else ""
+    return result, f"Reference run {name}{partial}: {describe_provenance(result.get('provenance', {}))}"
 
 
 def _inside_installation(path: Path) -> bool:

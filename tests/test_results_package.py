@@ -167,7 +167,8 @@ def test_missing_result_message_names_a_real_command(name, monkeypatch):
     # the command parses in the real CLI and reaches the experiment that writes <name>.json
     module = importlib.import_module(f"skiplib.chapters.{module_name}")
     prefix = name.rsplit("-", 1)[0]
-    assert f'f"{prefix}-{{' in inspect.getsource(module.main)  # the name it saves (run_and_save, save_result)
+    source = inspect.getsource(module.main)  # the name it saves (run_and_save, save_result)
+    assert f'f"{prefix}-{{' in source or f'result_name("{prefix}", profile, args)' in source
     seen = []
     monkeypatch.setattr(module, "main", lambda args: seen.append(args) or 0)
     assert cli.main(argv) == 0

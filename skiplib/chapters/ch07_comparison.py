@@ -122,3 +122,25 @@ def main(args: argparse.Namespace) -> int:
               f"{row['img_per_s_mean']:.0f} img/s")
     print(f"wrote {path}")
     return 0
+
+
+def reference_summary(result: dict) -> str:
+    """The sentence under the reference figure, computed from a ``compare`` result: its budget and
+    seeds, and each family's change in training error from its shallowest to its deepest net
+    (families that did not reach two depths are named as unfinished)."""
+    cfg, rows = result["config"], result["summary"]
+    seeds = max((r["seeds"] for r in rows), default=0)  # how many seeds each summary row averages
+    images = cfg["train_subset"] or 50_000
+    rises, unfinished = [], []
+    for name, (depths, mean, _) in by_family(rows, "train_err").items():
+        if len(depths) < 2:
+            unfinished.append(FAMILY_LABELS.get(name, name))
+            continue
+        rises.append(f"the {FAMILY_LABELS.get(name, name)} net's by {100 * (mean[-1] - mean[0]):+.1f} points "
+                     f"(depth {depths[0]} to {depths[-1]}, to {mean[-1]:.1%})")
+    text = (f"In the reference run ({cfg['epochs']} epochs on {images:,} images at {cfg['image_size']}×"
+            f"{cfg['image_size']}, up to {seeds} seeds per net) the training error changes as follows: "
+            + "; ".join(rises) + ".")
+    if unfinished:
+        text += f" Not enough runs finished to compare depths for: {', '.join(unfinished)}."
+    return text

@@ -129,8 +129,11 @@ def _chapter_of(name: str) -> int | None:
 
 def measured_gpu_seconds(report: dict | None) -> tuple[dict, str | None]:
     """``{chapter number or experiment name: seconds}`` of the items that passed in a gpu-check
-    report of the full ``gpu`` profile (not ``--scaled-down``), and the device it ran on."""
+    report of the full ``gpu`` profile (not ``--scaled-down``, and without a ``note`` such as that
+    other processes shared the GPU), and the device it ran on."""
     if not report or report.get("provenance", {}).get("scaled_down", True):
+        return {}, None
+    if report["provenance"].get("note"):  # e.g. lanes sharing one GPU: its seconds are upper bounds, not timings
         return {}, None
     seconds = {}
     for item in report.get("items", []):
@@ -196,6 +199,18 @@ def estimate_table(rows: list[dict], rate: dict, gpu_report: dict | None = None)
 RUN_TIMES_FILE = REPO_ROOT / "book" / "_run_times.md"
 
 
+def _measured_sentence(gpu_report: dict | None, device: str | None) -> str:
+    """The run-time table's last sentence: where its last column comes from, or why it is empty."""
+    if device:
+        return f"The last column is 10 × the seconds `make gpu-check` measured on {device}."
+    prov = (gpu_report or {}).get("provenance", {})
+    if prov.get("note") and not prov.get("scaled_down", True):
+        return (f"The GPU run stored in `results/gpu-check.json` ({prov.get('device')}) is not a timing: "
+                f"{prov['note']}. The last column fills in from a lone `make gpu-check` run.")
+    return ("No chapter has been timed on a GPU yet: the last column fills in when a "
+            "`make gpu-check` report of a GPU run is stored in `results/`.")
+
+
 def run_times_table(gpu_report: dict | None = None) -> str:
     """The run-time table the book's introduction includes (``book/_run_times.md``, made by
     ``python -m skiplib.tools bench --write-run-times``): per chapter, the ``gpu`` profile's counted
@@ -218,9 +233,7 @@ def run_times_table(gpu_report: dict | None = None) -> str:
               f"{workload.T4_FLOPS / 1e12:g} TFLOP/s on these small networks, an H200 "
               f"{workload.H200_SPEEDUP:g}× that, both with about {workload.TRAIN_OVERHEAD_S * 1e6:.0f} µs of "
               "host overhead per layer and training step. "
-              + (f"The last column is 10 × the seconds `make gpu-check` measured on {device}."
-                 if device else "No chapter has been timed on a GPU yet: the last column fills in when a "
-                 "`make gpu-check` report of a GPU run is stored in `results/`.")]
+              + _measured_sentence(gpu_report, device)]
     return "\n".join(lines) + "\n"
 
 

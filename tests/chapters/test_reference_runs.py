@@ -146,3 +146,72 @@ def test_run_and_save_refuses_an_unwritable_folder_before_running(tmp_path):
     with pytest.raises(ValueError, match=r"--out-dir"):
         R.run_and_save("demo-smoke", run=unreachable, body=unreachable, device=torch.device("cpu"), profile="smoke",
                        out_dir=tmp_path / "a-file" / "sub")
+
+
+# --- Chapter 1: the gap between plain-56 and plain-20 at growing budgets ---------------------------
+
+def _degradation(epochs: int, plain20: float, plain56: float, *, size: int = 16, subset: int | None = 8_000,
+                 resnet56: float | None = None) -> dict:
+    def curve(final):
+        return [{"epoch": e, "train_err": final + 0.1 * (epochs - e)} for e in range(1, epochs + 1)]
+
+    histories = {"plain20": curve(plain20), "plain56": curve(plain56)}
+    if resnet56 is not None:
+        histories["resnet56"] = curve(resnet56)
+    return {"config": {"image_size": size, "train_subset": subset}, "histories": histories,
+            "provenance": {"device": "x86_64 CPU, 2 threads"}}
+
+
+def test_budget_row_reads_the_final_errors_and_the_budget():
+    row = ch01_degradation.budget_row("long", _degradation(18, 0.30, 0.45, resnet56=0.25))
+    assert row["epochs"] == 18 and row["images"] == 8_000 and row["passes"] == 144_000
+    assert row["final"] == {"plain20": 0.30, "plain56": 0.45, "resnet56": 0.25}
+    assert row["gap"] == pytest.approx(0.15)
+    full = ch01_degradation.budget_row("gpu", _degradation(15, 0.15, 0.33, size=32, subset=None))
+    assert full["images"] == 50_000  # no subset: the whole training set
+    only_resnets = {"config": {"image_size": 32, "train_subset": None}, "histories": {"resnet20": [{"train_err": 0.1}]}}
+    assert ch01_degradation.budget_row("resnets only", only_resnets) is None
+
+
+def test_gap_table_lists_every_run_smallest_budget_first():
+    rows = [ch01_degradation.budget_row(n, _degradation(e, a, b)) for n, e, a, b in
+            (("54 epochs", 54, 0.2, 0.25), ("6 epochs", 6, 0.5, 0.7))]
+    table = ch01_degradation.gap_table(rows).splitlines()
+    assert table[2].startswith("| 6 epochs |") and "+20.0" in table[2] and table[2].endswith("| — | — |")
+    assert table[3].startswith("| 54 epochs |") and "8,000 × 54" in table[3] and "+5.0" in table[3]
+
+
+@pytest.mark.parametrize("gaps, verdict", [
+    ((0.20, 0.05), "it shrinks as the budget grows, but does not close"),
+    ((0.20, 0.005), "the gap closes as the budget grows"),
+    ((0.10, 0.20), "it grows with the budget"),
+    ((0.10, 0.105), "it holds as the budget grows"),
+])
+def test_gap_verdict_says_how_the_gap_moves(gaps, verdict):
+    rows = [ch01_degradation.budget_row(f"{e} epochs", _degradation(e, 0.3, 0.3 + g)) for e, g in zip((6, 18), gaps)]
+    text = ch01_degradation.gap_verdict(rows)
+    assert text.startswith("On 16×16 images (8,000 of them) the gap is ")
+    assert f"{100 * gaps[0]:.1f} points after 6 epochs" in text and verdict in text
+
+
+def test_gap_verdict_compares_budgets_only_within_one_setting():
+    rows = [ch01_degradation.budget_row("cpu", _degradation(6, 0.3, 0.5)),
+            ch01_degradation.budget_row("gpu", _degradation(15, 0.15, 0.16, size=32, subset=None))]
+    assert ch01_degradation.gap_verdict(rows).startswith("No setting has been run at two budgets yet")
+
+
+def test_a_partial_reference_run_says_so_in_its_caption(shipped):
+    run = {**RUNS["degradation-gpu"], "partial": True}
+    (shipped / "degradation-gpu.json").write_text(json.dumps(run), encoding="utf-8")
+    assert R.reference_run("degradation-gpu")[1].startswith("Reference run degradation-gpu (partial: ")
+
+
+def test_compare_reference_summary_gives_each_familys_rise_and_names_unfinished_ones():
+    summary = [{**row, "seeds": 3} for row in SUMMARY] + [{"family": "dense", "depth": 10, "train_err_mean": 0.5,
+                                                           "train_err_std": 0.0, "seeds": 1}]
+    run = {"config": {"epochs": 10, "train_subset": 10_000, "image_size": 32}, "summary": summary}
+    text = ch07_comparison.reference_summary(run)
+    assert text.startswith("In the reference run (10 epochs on 10,000 images at 32×32, up to 3 seeds per net)")
+    assert "the plain net's by +20.0 points (depth 8 to 32, to 60.0%)" in text
+    assert "the residual net's by -5.0 points" in text
+    assert text.endswith("Not enough runs finished to compare depths for: DenseNet-BC.")

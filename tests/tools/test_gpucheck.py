@@ -196,3 +196,5 @@ def test_bench_reads_measured_seconds_only_from_a_full_gpu_run():
     assert measured_gpu_seconds(report) == ({1: 400.0, "highway": 90.0}, "NVIDIA H200")
     assert measured_gpu_seconds({**report, "provenance": {"scaled_down": True}}) == ({}, None)
     assert measured_gpu_seconds(None) == ({}, None)
+    shared = {**report, "provenance": {**report["provenance"], "note": "ran as one of 6 processes sharing the GPU"}}
+    assert measured_gpu_seconds(shared) == ({}, None)  # upper bounds, not timings
