@@ -68,12 +68,14 @@ def device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def provenance(device: torch.device, data_source: str, seconds: float, profile: str) -> dict:
-    """Command, commit, device, data source, date, seconds and versions of a run."""
+def provenance(device: torch.device, data_source: str, seconds: float, profile: str,
+               commit: str | None = None) -> dict:
+    """Command, commit, device, data source, date, seconds and versions of a run. Pass ``commit`` as
+    read when the run *started* (the checkout may change while a long run trains); default: now."""
     from_cli = sys.argv and sys.argv[0].endswith("__main__.py")
     return {
         "command": " ".join(["python -m skiplib"] + sys.argv[1:]) if from_cli else " ".join(sys.argv),
-        "commit": git_commit(),
+        "commit": commit if commit is not None else git_commit(),
         "device": device_name(device),
         "data_source": data_source,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -249,10 +251,11 @@ def run_and_save(name: str, run: Callable[[dict], dict], body: Callable[[dict], 
     seconds from ``out["seconds"]`` (on Ctrl-C: those elapsed). Returns ``(out, path)``."""
     check_outputs(out_dir)  # before minutes of training, not after
     partial, t0 = {}, time.perf_counter()
+    commit = git_commit()  # the code that trains is the code at the start, whatever the checkout becomes
 
     def payload(out: dict, seconds: float) -> dict:
         source = out.get("info", {}).get("source", "not loaded yet")
-        return {**body(out), "provenance": provenance(device, source, seconds, profile)}
+        return {**body(out), "provenance": provenance(device, source, seconds, profile, commit)}
 
     try:
         out = run(partial)

@@ -86,6 +86,28 @@ def block_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     return out
 
 
+def block_output_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                                train_mode: bool = True) -> list[float]:
+    """``||d loss / d x_l||`` for the output ``x_l`` of every block of ``model.blocks()``, input to
+    output, on one batch (BN in training mode unless ``train_mode=False``): how the backward signal
+    grows or shrinks from block to block, on tensors of comparable meaning (unlike weight gradients
+    of layers with different shapes)."""
+    if not hasattr(model, "blocks"):
+        raise ValueError(f"{type(model).__name__} has no .blocks() method to find its blocks' outputs")
+    outputs: list[torch.Tensor] = []
+    hooks = [block.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for block in model.blocks()]
+    was_training = model.training
+    model.train(train_mode)
+    try:
+        loss = F.cross_entropy(model(x), y)
+        grads = torch.autograd.grad(loss, outputs)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return [g.norm().item() for g in grads]
+
+
 @torch.no_grad()
 def calibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> nn.Module:
     """Replace every BN layer's running statistics by their average over ``x`` (train-mode

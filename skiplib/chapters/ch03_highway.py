@@ -203,7 +203,7 @@ def main(args) -> int:
     writes ``results/highway-depth-<profile>.json`` (best training loss per family and depth, every run's
     final loss and loss curve, provenance)."""
     from skiplib.profile import get_profile
-    from skiplib.results import check_outputs, provenance, save_partial, save_result
+    from skiplib.results import check_outputs, git_commit, provenance, save_partial, save_result
 
     torch.set_flush_denormal(True)  # deep plain nets produce denormals, which are very slow on CPUs
     profile = get_profile(args.profile)
@@ -212,7 +212,7 @@ def main(args) -> int:
         cfg["fc_epochs"] = args.epochs
     name = f"highway-depth-{profile.name}" + (f"-{args.tag}" if getattr(args, "tag", None) else "")
     check_outputs(args.out_dir, checkpoints=False)  # before minutes of training, not after (no checkpoints here)
-    runs, source, t0 = {}, "not loaded yet", time.perf_counter()
+    runs, source, t0, commit = {}, "not loaded yet", time.perf_counter(), git_commit()
 
     def payload(seconds: float) -> dict:
         return {
@@ -224,7 +224,7 @@ def main(args) -> int:
             "runs": [{"kind": r.kind, "depth": r.depth, "lr": r.lr, "final_train_loss": _finite(r.final_loss),
                       "train_loss": r.history.column("train_loss") if r.history is not None else None}
                      for r in runs.values()],
-            "provenance": provenance(profile.device, source, seconds, profile.name),
+            "provenance": provenance(profile.device, source, seconds, profile.name, commit),
         }
 
     try:

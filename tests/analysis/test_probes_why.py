@@ -233,3 +233,19 @@ def test_geometric_decay_recovers_the_rate_and_says_how_well_it_fits():
         paths.geometric_decay([0, 1, 2], [1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="at least 3"):
         paths.geometric_decay([0, 1], [1.0, 2.0])
+
+
+def test_block_output_gradients_follow_the_backward_signal_from_block_to_block():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))
+    resnet = cifar_resnet(20)
+    resnet.zero_init_last()  # every branch outputs 0, so dloss/dx_l is passed back unchanged (but for ReLUs)
+    g = probes.block_output_gradient_norms(resnet, x, y)
+    assert len(g) == 9 and all(v > 0 for v in g)
+    # option A's downsampling blocks (4 and 7) reshape the signal: within a stage the norm is carried unchanged
+    assert g[0] == pytest.approx(g[2], rel=1e-5) and g[3] == pytest.approx(g[5], rel=1e-5)
+    plain = cifar_resnet(20, shortcut="none").eval()
+    probes.block_output_gradient_norms(plain, x, y)
+    assert not plain.training  # the model's mode is restored
+    with pytest.raises(ValueError, match="no .blocks"):
+        probes.block_output_gradient_norms(nn.Linear(3, 10), x, y)

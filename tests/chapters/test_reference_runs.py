@@ -215,3 +215,12 @@ def test_compare_reference_summary_gives_each_familys_rise_and_names_unfinished_
     assert "the plain net's by +20.0 points (depth 8 to 32, to 60.0%)" in text
     assert "the residual net's by -5.0 points" in text
     assert text.endswith("Not enough runs finished to compare depths for: DenseNet-BC.")
+
+
+def test_a_runs_commit_is_the_one_it_started_from(tmp_path, monkeypatch):
+    commits = iter(["started-at", "ended-at"])
+    monkeypatch.setattr(R, "git_commit", lambda: next(commits))
+    out, path = R.run_and_save("degradation-smoke", run=lambda partial: {"seconds": 1.0, "info": {"source": "x"}},
+                               body=lambda out: {"experiment": "degradation"}, device=torch.device("cpu"),
+                               profile="smoke", out_dir=tmp_path)
+    assert json.loads(path.read_text())["provenance"]["commit"] == "started-at"
