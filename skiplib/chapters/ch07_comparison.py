@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 
 from skiplib import plots
 from skiplib.analysis.families import FAMILIES, compare, summarise
-from skiplib.chapters.ch01_degradation import profile_and_config, result_name
+from skiplib.chapters.ch01_degradation import CIFAR_TRAIN_IMAGES, profile_and_config, result_name
 from skiplib.data import cifar10_loaders
 from skiplib.profile import Profile, get_profile
 from skiplib.results import run_and_save
@@ -130,7 +130,7 @@ def reference_summary(result: dict) -> str:
     (families that did not reach two depths are named as unfinished)."""
     cfg, rows = result["config"], result["summary"]
     seeds = max((r["seeds"] for r in rows), default=0)  # how many seeds each summary row averages
-    images = cfg["train_subset"] or 50_000
+    images = cfg["train_subset"] or CIFAR_TRAIN_IMAGES
     rises, unfinished = [], []
     for name, (depths, mean, _) in by_family(rows, "train_err").items():
         if len(depths) < 2:
