@@ -18,11 +18,13 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from setuptools import find_packages
 
 import skiplib.cli as cli
+from skiplib.chapters.ch01_degradation import result_name
 from skiplib import results as P
 
 from _paths import ROOT
@@ -309,3 +311,34 @@ def test_editable_install_maps_results_onto_skiplib_reference(source_copy, tmp_p
     assert Path(seen["file"]).resolve() == (source_copy / "skiplib" / "__init__.py").resolve()
     assert Path(seen["reference"]).resolve() == (source_copy / "results").resolve()
     assert seen["loaded"] == PAYLOAD and TEST_RUN in seen["available"]
+
+
+SHIPPED = sorted(p for p in (ROOT / "results").glob("*.json") if p.stem != "gpu-check")
+MODULES = {"degradation": "ch01_degradation", "compare": "ch07_comparison", "landscape": "ch08_why",
+           "highway": "ch03_highway"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_reference_run_has_provenance_and_a_command_the_cli_takes(path, monkeypatch):
+    run = json.loads(path.read_text(encoding="utf-8"))
+    assert {"experiment", "config", "provenance"} <= set(run), path.name
+    prov = run["provenance"]
+    for key in ("command", "commit", "device", "data_source", "date", "seconds", "profile", "torch", "host_cpus"):
+        assert prov.get(key) not in (None, ""), (path.name, key)
+    assert prov["profile"] == run["config"]["profile"] and path.stem.startswith(f"{run['experiment']}-{prov['profile']}")
+    assert "JPEG copy" in prov["data_source"]  # the offline copy, named as such (never passed off as the original)
+    if run.get("partial"):
+        assert prov.get("note"), f"{path.name} is partial: its provenance must say what did not finish"
+    # the command parses in today's CLI and reaches the experiment's entry point with the recorded settings
+    words = prov["command"].split()
+    assert words[:3] == ["python", "-m", "skiplib"] and words[3] == run["experiment"]
+    module = importlib.import_module(f"skiplib.chapters.{MODULES[run['experiment']]}")
+    seen = []
+    monkeypatch.setattr(module, "main", lambda args: seen.append(args) or 0)
+    assert cli.main(words[3:]) == 0
+    (args,) = seen
+    assert args.profile == prov["profile"]
+    for option in ("epochs", "depths", "seeds"):
+        if getattr(args, option, None) is not None:
+            assert run["config"][option] == args.__dict__[option], (path.name, option)
+    assert path.stem == result_name(run["experiment"], SimpleNamespace(name=args.profile), args)
