@@ -24,8 +24,8 @@ import pytest
 from setuptools import find_packages
 
 import skiplib.cli as cli
-from skiplib.chapters.ch01_degradation import result_name
 from skiplib import results as P
+from skiplib.chapters.ch01_degradation import result_name
 
 from _paths import ROOT
 
