@@ -10,7 +10,7 @@
 
 from skiplib.blocks.bottleneck import Bottleneck
 from skiplib.blocks.dense import DenseBlock, DenseLayer, Transition
-from skiplib.blocks.highway import ConvHighwayLayer, HighwayLayer
+from skiplib.blocks.highway import ConvHighwayLayer, FreeCarryHighwayLayer, HighwayLayer
 from skiplib.blocks.preact import PreActBlock
 from skiplib.blocks.residual import (
     SHORTCUTS,
@@ -26,6 +26,6 @@ from skiplib.blocks.unet import DoubleConv, Down, OutConv, Up
 
 __all__ = [
     "SHORTCUTS", "check_shortcut", "BasicBlock", "PadShortcut", "conv1x1", "conv3x3", "he_init_", "make_shortcut",
-    "Bottleneck", "PreActBlock", "HighwayLayer", "ConvHighwayLayer", "DenseLayer", "DenseBlock", "Transition",
-    "DoubleConv", "Down", "Up", "OutConv",
+    "Bottleneck", "PreActBlock", "HighwayLayer", "FreeCarryHighwayLayer", "ConvHighwayLayer", "DenseLayer",
+    "DenseBlock", "Transition", "DoubleConv", "Down", "Up", "OutConv",
 ]

@@ -11,6 +11,7 @@ the gradient reaches every layer through the carry path, as an LSTM's cell state
 through time. With b_T -> -inf the layer is the identity, with b_T -> +inf it is H(x).
 
 * :class:`HighwayLayer`: the fully-connected layer (H = ReLU(Linear), T = Linear + sigmoid);
+* :class:`FreeCarryHighwayLayer`: the same with a carry gate C of its own (y = H T + x C);
 * :class:`ConvHighwayLayer`: the convolutional layer (H = ReLU(BN(conv3x3)), T = conv3x3 +
   sigmoid), with a parameter-free zero-padding carry where the shape changes (like option A).
 """
@@ -71,6 +72,32 @@ class HighwayLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"gate_bias={self.gate_bias}"
+
+
+class FreeCarryHighwayLayer(HighwayLayer):
+    """The paper's general highway layer, y = H(x) * T(x) + x * C(x), with a *carry gate*
+    C(x) = sigmoid(W_C x + b_C) of its own instead of C = 1 - T (Srivastava et al. 2015, eq. 2;
+    they then chose C = 1 - T). Chapter 3's exercise: ``C.bias`` starts at ``carry_bias``, positive,
+    so that a fresh layer carries its input; nothing ties T + C to 1, so the layer can also shrink
+    the carried signal (both gates closed) or add H on top of a full carry (both open).
+    """
+
+    def __init__(self, features: int, gate_bias: float = DEFAULT_GATE_BIAS,
+                 carry_bias: float = -DEFAULT_GATE_BIAS) -> None:
+        self.carry_bias = check_gate_bias(carry_bias)
+        super().__init__(features, gate_bias)
+        self.C = nn.Linear(features, features)
+        nn.init.constant_(self.C.bias, self.carry_bias)
+
+    def carry_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """C(x) = sigmoid(W_C x + b_C), in (0, 1): how much of x is carried."""
+        return torch.sigmoid(self.C(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.H(x)) * self.transform_gate(x) + x * self.carry_gate(x)
+
+    def extra_repr(self) -> str:
+        return f"gate_bias={self.gate_bias}, carry_bias={self.carry_bias}"
 
 
 class ConvHighwayLayer(nn.Module):

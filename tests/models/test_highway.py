@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skiplib.blocks import ConvHighwayLayer, HighwayLayer
+from skiplib.blocks import ConvHighwayLayer, FreeCarryHighwayLayer, HighwayLayer
 from skiplib.chapters.ch03_highway import config as chapter_config
-from skiplib.exercises import check_highway_layer
+from skiplib.exercises import check_free_carry_highway, check_highway_layer
 from skiplib.models import count_parameters, create_model, list_models
 from skiplib.models.fc import FCNet
 from skiplib.models.highway import HighwayCifarNet, gate_activity, highway_layers
@@ -240,3 +240,73 @@ def test_grader_reports_placeholder_as_not_attempted(capsys):
 
     assert not check_highway_layer(Todo)
     assert "not attempted" in capsys.readouterr().out
+
+
+# --- the chapter's exercise: a highway layer with a carry gate of its own ----------------------
+
+class GoodFreeCarry(nn.Module):
+    def __init__(self, features, gate_bias=-2.0, carry_bias=2.0):
+        super().__init__()
+        self.H, self.T, self.C = (nn.Linear(features, features) for _ in range(3))
+        nn.init.constant_(self.T.bias, gate_bias)
+        nn.init.constant_(self.C.bias, carry_bias)
+
+    def forward(self, x):
+        return F.relu(self.H(x)) * torch.sigmoid(self.T(x)) + x * torch.sigmoid(self.C(x))
+
+
+def free_variant(forward):
+    class Variant(GoodFreeCarry):
+        pass
+
+    Variant.forward = forward
+    return Variant
+
+
+def test_free_carry_layer_is_the_papers_general_form():
+    layer = FreeCarryHighwayLayer(5, gate_bias=-40.0, carry_bias=40.0)
+    x = torch.randn(3, 5)
+    assert torch.allclose(layer(x), x, atol=1e-6)  # transform closed, carry open: the identity
+    with torch.no_grad():
+        layer.C.bias.fill_(-40.0)
+    assert torch.allclose(layer(x), torch.zeros_like(x), atol=1e-6)  # both closed: nothing passes
+    assert torch.equal(FreeCarryHighwayLayer(5).C.bias, torch.full((5,), 2.0))
+    with pytest.raises(ValueError, match="finite number"):
+        FreeCarryHighwayLayer(5, carry_bias=float("nan"))
+
+
+def test_free_carry_grader_accepts_correct_layers(capsys):
+    assert check_free_carry_highway(GoodFreeCarry)
+    assert "5/5 checks passed" in capsys.readouterr().out
+    assert check_free_carry_highway(FreeCarryHighwayLayer, verbose=False)
+    assert not check_free_carry_highway(HighwayLayer, verbose=False)  # the simplified layer has no carry gate
+
+
+@pytest.mark.parametrize("forward,message", [
+    (lambda self, x: F.relu(self.H(x)) * torch.sigmoid(self.T(x)) + x * (1 - torch.sigmoid(self.T(x)))
+     + 0 * self.C(x), "the carry gate is 1 - T(x)"),
+    (lambda self, x: F.relu(self.H(x)) * torch.sigmoid(self.C(x)) + x * torch.sigmoid(self.T(x)), "the gates are swapped"),
+    (lambda self, x: F.relu(self.H(x)) * torch.sigmoid(self.T(x)) + x + 0 * self.C(x), "the carry is not gated"),
+    (lambda self, x: F.relu(self.H(x)) * torch.sigmoid(self.T(x)) + x * self.C(x), "the carry gate must be a sigmoid"),
+])
+def test_free_carry_grader_names_the_mistake(forward, message, capsys):
+    assert not check_free_carry_highway(free_variant(forward=forward))
+    out = capsys.readouterr().out
+    assert "✗ same output as skiplib.blocks.FreeCarryHighwayLayer" in out and message in out
+
+
+class ClosedCarryByDefault(GoodFreeCarry):
+    def __init__(self, features, gate_bias=-2.0, carry_bias=-2.0):  # honours the argument, wrong default
+        super().__init__(features, gate_bias, carry_bias)
+
+
+class IgnoresCarryBias(GoodFreeCarry):
+    def __init__(self, features, gate_bias=-2.0, carry_bias=2.0):
+        super().__init__(features, gate_bias, 2.0)
+
+
+def test_free_carry_grader_checks_how_the_gates_start(capsys):
+    assert not check_free_carry_highway(ClosedCarryByDefault)
+    assert "the carry gate open (carry_bias > 0)" in capsys.readouterr().out
+    assert not check_free_carry_highway(IgnoresCarryBias)
+    assert "with carry_bias=3.0 every entry of self.C.bias should be 3.0" in capsys.readouterr().out
