@@ -18,8 +18,9 @@ writes the runs that finished to ``<name>.partial.json`` (marked ``"partial": tr
 
 ``--tag T`` (every command that writes a reference run) names the file ``<experiment>-<profile>-T.json``
 instead, so a run with overrides (a longer budget, more seeds) sits beside the profile's own.
-* ``landscape [--bench] [--profile gpu]``: Chapter 8; ``--bench`` prints surface points per second
-  and the seconds for a 21x21 surface (cpu profile); otherwise writes ``landscape-<profile>.json``.
+* ``landscape [--bench] [--profile gpu] [--matched --epochs N]``: Chapter 8; ``--bench`` prints surface points
+  per second and the seconds for a 21x21 surface (cpu profile); otherwise writes ``landscape-<profile>.json``;
+  ``--matched`` compares the surfaces at matched training loss (``landscape-<profile>-matched.json``).
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("landscape", help="Chapter 8: loss surfaces, lesion curves; --bench: surface points/s")
     p.add_argument("--bench", action="store_true", help="only time a surface in the cpu profile's setting")
     p.add_argument("--points", type=positive_int, default=21, help="grid points per axis for --bench (default 21)")
-    _run_options(p, epochs=False)
+    p.add_argument("--matched", action="store_true",
+                   help="surfaces at matched training loss: plain-d for --epochs, ResNet-d until it reaches the same loss")
+    _run_options(p)
     p.set_defaults(func=landscape.main)
 
     args = parser.parse_args(argv)

@@ -3,6 +3,8 @@
 * ``--bench``: surface points per second and the seconds for one 21x21 surface in the ``cpu``
   profile's setting (ResNet-56 and plain-56, 16x16 images, 256 images as one batch, BN in eval
   mode), and the cost of Li et al.'s setting in the same units.
+* ``--matched [--epochs N]``: surfaces at matched training loss: plain-d trained for N epochs, ResNet-d
+  for as few epochs as reach the same loss (:func:`run_matched`); writes ``landscape-<profile>-matched.json``.
 * ``--profile gpu``: trains plain-d and ResNet-d (d = 56), computes their 2-D surfaces on the
   profile's grid (51x51 in ``gpu``), the 1-D slices and the lesion curves, and writes
   ``results/landscape-<profile>.json`` with provenance; Chapter 8 plots it when present.
@@ -18,6 +20,7 @@ import time
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from matplotlib.axes import Axes
 from torch import nn
 
@@ -186,6 +189,68 @@ def run(cfg: dict, profile: Profile, progress: bool = True, checkpoints: bool = 
             "seconds": time.perf_counter() - t0}
 
 
+@torch.no_grad()
+def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Cross-entropy of ``model`` (BN in eval mode) on ``(x, y)`` as one batch: the centre of its surface."""
+    was_training = model.training
+    loss = F.cross_entropy(model.eval()(x).float(), y).item()
+    model.train(was_training)
+    return loss
+
+
+def train_to_loss(cfg: dict, train_loader: DeviceLoader, test_loader: DeviceLoader, target: float,
+                  x: torch.Tensor, y: torch.Tensor, *, device: torch.device | str | None, label: str,
+                  max_epochs: int, progress: bool = False) -> tuple[nn.Module, dict, list[dict]]:
+    """Train ``label`` (e.g. ``"resnet56"``) with ``cfg``'s recipe for 1, 2, 3 ... epochs, each a full
+    schedule from the same seed on the same batches, until its loss on ``(x, y)`` falls to ``target``;
+    return whichever of the last two nets is closer to ``target``, its ``{"epochs", "loss"}`` and every one tried.
+    A net matched this way has finished its learning-rate schedule, as the net it is matched to has,
+    instead of being stopped half-way down a slope."""
+    family, depth = label.rstrip("0123456789"), int(label[len(label.rstrip("0123456789")):])
+    tried, previous, start = [], None, train_loader.state_dict()
+    for epochs in range(1, max_epochs + 1):
+        train_loader.load_state_dict(start)  # every schedule sees the same batches in the same order
+        models, _ = train_families({**cfg, "epochs": epochs}, train_loader, test_loader, device=device,
+                                   families=(family,), depths=[depth], progress=progress)
+        model = models[label].eval()
+        tried.append({"epochs": epochs, "loss": batch_loss(model, x, y)})
+        if tried[-1]["loss"] <= target:
+            if previous is not None and abs(tried[-2]["loss"] - target) < abs(tried[-1]["loss"] - target):
+                return previous, tried[-2], tried
+            return model, tried[-1], tried
+        previous = model
+    raise ValueError(f"{label} did not reach the target loss {target:.3f} in {max_epochs} epochs "
+                     f"(it got to {tried[-1]['loss']:.3f}): give it more epochs or a higher target")
+
+
+def run_matched(cfg: dict, profile: Profile, progress: bool = True, checkpoints: bool = False,
+                partial: dict | None = None) -> dict:
+    """Surfaces at matched training loss: plain-d trained for ``cfg["epochs"]`` epochs, then ResNet-d
+    trained for as few epochs as it needs to reach the same loss on the surface batch
+    (:func:`train_to_loss`), and both surfaces on ``cfg``'s grid. With ``checkpoints`` the long plain run
+    checkpoints every epoch (as :func:`train_pair`'s do); ``partial`` receives each part as it finishes."""
+    t0 = time.perf_counter()
+    part = {} if partial is None else partial
+    train_loader, test_loader, info = loaders(cfg, profile.device, allow_synthetic=profile.allow_synthetic)
+    part.update(config=cfg, info=info, histories={})
+    plain_label, res_label = f"plain{cfg['depth']}", f"resnet{cfg['depth']}"
+    key = {**{k: cfg[k] for k in TRAIN_KEYS if k in cfg}, "depth": cfg["depth"]}
+    start = train_loader.state_dict()
+    models, _ = train_families(cfg, train_loader, test_loader, device=profile.device, families=("plain",),
+                               depths=[cfg["depth"]], experiment="landscape" if checkpoints else None, key=key,
+                               progress=progress, data=info, histories=part["histories"])
+    x, y = surface_batch(train_loader, cfg["surface_images"], seed=cfg["seed"])
+    target = batch_loss(models[plain_label], x, y)
+    train_loader.load_state_dict(start)  # the ResNet sees the batches the plain net saw, in the same order
+    models[res_label], chosen, tried = train_to_loss(cfg, train_loader, test_loader, target, x, y,
+                                                     device=profile.device, label=res_label,
+                                                     max_epochs=cfg["epochs"], progress=progress)
+    part["matched"] = {plain_label: {"epochs": cfg["epochs"], "loss": target}, res_label: chosen, "tried": tried}
+    part["surfaces"] = surfaces(models, x, y, cfg)
+    return {**part, "histories": {k: h.records for k, h in part["histories"].items()},
+            "seconds": time.perf_counter() - t0}
+
+
 def plot_reference(result: dict, axes: Sequence[Axes]) -> None:
     """Draw a ``landscape-<profile>`` reference run: the contours of its surfaces, one per axis
     (:func:`skiplib.plots.show_reference` with as many axes as surfaces)."""
@@ -208,6 +273,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"  Li et al.'s surface (51x51 grid, 50k images at 32x32) is {ratio:,.0f}x this much work")
         return 0
     profile, cfg = profile_and_config(args, config)
+    matched = getattr(args, "matched", False)
+    if matched and args.tag is None:
+        args.tag = "matched"  # a matched run never overwrites the profile's own surfaces
+    experiment = run_matched if matched else run
 
     def body(out: dict) -> dict:
         histories = {k: (h.records if isinstance(h, History) else h) for k, h in out.get("histories", {}).items()}
@@ -216,7 +285,9 @@ def main(args: argparse.Namespace) -> int:
 
     out, path = run_and_save(result_name("landscape", profile, args), body=body, device=profile.device, profile=profile.name,
                              out_dir=args.out_dir,
-                             run=lambda partial: run(cfg, profile, checkpoints=True, partial=partial))
+                             run=lambda partial: experiment(cfg, profile, checkpoints=True, partial=partial))
+    if matched:
+        print("matched training losses:", {k: v for k, v in out["matched"].items() if k != "tried"})
     for label, s in out["surfaces"].items():
         print(f"{label:>9}: roughness {s['roughness']}, surface {s['seconds']:.0f} s")
     print(f"wrote {path}")

@@ -68,7 +68,7 @@ def test_profile_and_config_overrides_epochs_only_when_given():
     profile, cfg = ch1.profile_and_config(argparse.Namespace(profile="smoke", epochs=None), ch1.config)
     assert profile.name == "smoke" and cfg == ch1.config(profile)
     assert ch1.profile_and_config(argparse.Namespace(profile="smoke", epochs=3), ch7.config)[1]["epochs"] == 3
-    # ``landscape`` has no --epochs at all
+    # a command without --epochs (a Namespace without the option) keeps the profile's epochs
     assert ch1.profile_and_config(argparse.Namespace(profile="smoke"), ch8.config)[1] == ch8.config(profile)
 
 
