@@ -2,7 +2,8 @@
 
 ``probes``: gradient and activation norms per layer and per block, BN calibration, line gradients
 (Chapters 1, 4, 8). ``identity``: the identity-mapping construction: exact deepening, noise,
-shrinking, identity fitting (Chapter 2). ``landscape``: filter-normalised directions and loss
+shrinking, identity fitting (Chapter 2); ``identity_bn``: the same construction where training
+works, with BN normalising by batch statistics (Chapter 2). ``landscape``: filter-normalised directions and loss
 surfaces (Chapter 8). ``ensemble``: Veit et al.'s paths through a residual net: path lengths,
 block deletion and swapping (Chapter 8). ``memory``: tensor memory of a training step, dense
 blocks naive vs memory-efficient (Chapter 5). ``families``: every skip family at one parameter

@@ -94,25 +94,33 @@ def plot_zero_init_steps(curves: Mapping[str, Sequence[float]], *, window: int, 
 
 def plot_noise_sweep(sigmas: Sequence[float], losses: Sequence[float], *, base_loss: float,
                      he_range: tuple[float, float], shallow: int, deep: int,
-                     marker: tuple[float, float] | None = None) -> Figure:
+                     marker: tuple[float, float] | None = None,
+                     train_mode: tuple[Sequence[float], float] | None = None) -> Figure:
     """Figure 2.6: the deep copy's training loss against the noise σ on its inserted blocks, the
     exact copy's loss (dashed), the range of He-initialised weight scales (shaded) and, for the
-    slider, one more ``marker = (σ, loss)`` point."""
-    if len(sigmas) != len(losses):
-        raise ValueError(f"one loss per sigma needed, got {len(sigmas)} sigmas and {len(losses)} losses")
+    slider, one more ``marker = (σ, loss)`` point. ``train_mode = (losses, base_loss)`` adds the
+    same sweep measured with batch statistics, on the copy whose BNs were fitted to the data."""
+    curves = [losses] + ([] if train_mode is None else [train_mode[0]])
+    if any(len(c) != len(sigmas) for c in curves):
+        raise ValueError(f"one loss per sigma needed, got {len(sigmas)} sigmas and {[len(c) for c in curves]} losses")
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    ax.plot(sigmas, losses, "o-", color=plots.color_for("plain"), label=f"plain-{deep} copy with noisy identity blocks")
-    ax.axhline(base_loss, color="gray", ls="--", label=f"exact copy (= plain-{shallow})")
+    ax.plot(sigmas, losses, "o-", color=plots.color_for("plain"),
+            label=f"plain-{deep} copy, eval mode (stored statistics)")
+    ax.axhline(base_loss, color="gray", ls="--", label=f"exact copy (= plain-{shallow}), eval mode")
+    if train_mode is not None:
+        ax.plot(sigmas, train_mode[0], "s-", color=plots.color_for("plain", 3),
+                label="copy with BN fitted to the data, training mode")
+        ax.axhline(train_mode[1], color="gray", ls=":", label=f"plain-{shallow}, training mode")
     ax.axvspan(*he_range, color="gray", alpha=0.15, label="std of He-initialised weights")
     if marker is not None:
         sigma, loss = marker
-        ax.plot([sigma], [loss], "*", markersize=14, color="black", label=f"σ = {sigma:.3g}")
+        ax.plot([sigma], [loss], "*", markersize=14, color="black", label=f"σ = {sigma:.3g} (eval mode)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("noise σ on the inserted conv weights")
     ax.set_ylabel("training loss")
     ax.set_title("Moving away from the exact copy")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return fig
 
 

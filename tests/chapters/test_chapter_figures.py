@@ -60,6 +60,9 @@ def test_shrink_and_noise_figures_refuse_incomplete_data():
         ch02_identity.plot_shrink([1.0, 0.1], {"plain": {"to_zero": [1, 0.1], "to_id": [0.5, 1]}})
     with pytest.raises(ValueError, match="one loss per sigma"):
         ch02_identity.plot_noise_sweep([0.1, 0.2], [1.0], base_loss=0.5, he_range=(0.06, 0.12), shallow=8, deep=14)
+    with pytest.raises(ValueError, match="one loss per sigma"):
+        ch02_identity.plot_noise_sweep([0.1, 0.2], [1.0, 2.0], base_loss=0.5, he_range=(0.06, 0.12), shallow=8,
+                                       deep=14, train_mode=([1.0], 0.5))
 
 
 def test_noise_figure_marks_the_slider_point():
@@ -67,8 +70,20 @@ def test_noise_figure_marks_the_slider_point():
                                          shallow=8, deep=14, marker=(0.05, 1.5))
     try:
         labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-        assert labels == ["plain-14 copy with noisy identity blocks", "exact copy (= plain-8)",
-                          "std of He-initialised weights", "σ = 0.05"]
+        assert labels == ["plain-14 copy, eval mode (stored statistics)", "exact copy (= plain-8), eval mode",
+                          "std of He-initialised weights", "σ = 0.05 (eval mode)"]
+    finally:
+        plt.close(fig)
+
+
+def test_noise_figure_adds_the_training_mode_sweep():
+    fig = ch02_identity.plot_noise_sweep([0.01, 0.1], [0.5, 3.0], base_loss=0.4, he_range=(0.06, 0.12),
+                                         shallow=8, deep=14, train_mode=([0.45, 2.0], 0.42))
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_legend().get_texts()][2:4] == [
+            "copy with BN fitted to the data, training mode", "plain-8, training mode"]
+        assert list(ax.get_lines()[2].get_ydata()) == [0.45, 2.0] and list(ax.get_lines()[3].get_ydata()) == [0.42] * 2
     finally:
         plt.close(fig)
 
