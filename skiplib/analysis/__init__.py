@@ -6,6 +6,7 @@ shrinking, identity fitting (Chapter 2); ``identity_bn``: the same construction 
 works, with BN normalising by batch statistics (Chapter 2). ``landscape``: filter-normalised directions and loss
 surfaces (Chapter 8). ``ensemble``: Veit et al.'s paths through a residual net: path lengths,
 block deletion and swapping (Chapter 8). ``memory``: tensor memory of a training step, dense
-blocks naive vs memory-efficient (Chapter 5). ``families``: every skip family at one parameter
+blocks naive vs memory-efficient (Chapter 5). ``reuse``: feature reuse in a DenseNet tested by
+cutting one connection of a dense block at a time (Chapter 5). ``families``: every skip family at one parameter
 budget, trained in one harness (Chapter 7).
 """

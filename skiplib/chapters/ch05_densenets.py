@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib import colors
 from torch import nn
 from torchinfo import summary
 
 from skiplib import plots
 from skiplib.analysis.memory import TensorMemory, block_memory_curve, growth_exponent
+from skiplib.analysis.reuse import ConnectionAblation
 from skiplib.blocks.dense import feature_reuse
 
 # the notebook's CIFAR-10 loaders are Chapter 1's, sized by this chapter's config
@@ -29,22 +31,23 @@ from skiplib.train import History
 
 def config(profile: Profile) -> dict:
     """Sizes for Chapter 5. ``cpu``: DenseNet-BC-40 (k = 12) against ResNet-20 for 6 epochs on 5k
-    CIFAR-10 images at 16x16 (the trained DenseNet also gives the feature-reuse heatmap), and
-    dense blocks of 6-48 layers for the memory curves; the notebook took 131 s on 2 cores, the
-    DenseNet's training most of it. ``smoke``: the same pipeline, tiny. ``gpu`` (sized for a
+    CIFAR-10 images at 16x16 (the trained DenseNet also gives the feature-reuse heatmap and the
+    connection ablation, scored on ``ablation_images`` test images: 10 s), and dense blocks of 6-48
+    layers for the memory curves; the notebook took 89 s on 2 idle cores (77 s before the
+    ablation), the DenseNet's training most of it. ``smoke``: the same pipeline, tiny. ``gpu`` (sized for a
     Colab T4, see ``skiplib.tools.workload``): DenseNet-BC-100 against ResNet-110 on 15k
     CIFAR-10 images at 32x32."""
     recipe = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "onecycle", "batch_size": 64, "seed": 0}
     sizes = profile.choose(
         smoke={"dense_depth": 16, "resnet": "resnet20", "image_size": 16, "train_subset": 256, "test_subset": 128,
                "epochs": 1, "mem_depths": [3, 6, 12], "mem_batch": 2, "mem_image_size": 8, "time_steps": 1,
-               "tv_image_size": 64, "download_weights": False},
+               "tv_image_size": 64, "download_weights": False, "ablation_images": 64},
         cpu={"dense_depth": 40, "resnet": "resnet20", "image_size": 16, "train_subset": 5_000, "test_subset": 1_000,
              "epochs": 6, "mem_depths": [6, 12, 24, 48], "mem_batch": 8, "mem_image_size": 16, "time_steps": 2,
-             "tv_image_size": 224, "download_weights": True},
+             "tv_image_size": 224, "download_weights": True, "ablation_images": 500},
         gpu={"dense_depth": 100, "resnet": "resnet110", "image_size": 32, "train_subset": 15_000, "test_subset": 5_000,
              "epochs": 6, "mem_depths": [6, 12, 24, 48, 96], "mem_batch": 8, "mem_image_size": 32, "time_steps": 5,
-             "tv_image_size": 224, "download_weights": True},
+             "tv_image_size": 224, "download_weights": True, "ablation_images": 1000},
     )
     return {**recipe, **sizes, "growth_rate": 12, "profile": profile.name}
 
@@ -110,24 +113,46 @@ def reuse_maps(net: DenseNet) -> list[torch.Tensor]:
     return [feature_reuse(b, f) for b, f in zip(blocks, followers)]
 
 
-def plot_reuse(rows: Mapping[str, Sequence[torch.Tensor]]) -> plt.Figure:
-    """Feature-reuse heatmaps: one row per entry of ``rows`` (title -> one map per dense block, as
-    :func:`reuse_maps` gives), one column per block, on one colour scale from 0 to 1."""
+def _heatmaps(rows: Mapping[str, Sequence[torch.Tensor]], label: str, norm: colors.Normalize,
+              faint: Mapping[str, Sequence[torch.Tensor]] | None = None) -> plt.Figure:
     ncols = max(len(maps) for maps in rows.values())
     fig, axes = plt.subplots(len(rows), ncols, figsize=(4 * ncols, 3.8 * len(rows)), constrained_layout=True,
                              squeeze=False)
     for row, (what, maps) in enumerate(rows.items()):
         for i, (ax, m) in enumerate(zip(axes[row], maps)):
             n = m.shape[1]
-            im = ax.imshow(m.numpy(), cmap="viridis", vmin=0, vmax=1, origin="upper")
+            im = ax.imshow(m.numpy(), cmap="viridis", norm=norm, origin="upper")
+            marks = faint[what][i].nonzero().tolist() if faint and what in faint else []
+            for s, t in marks:
+                ax.plot(t, s, marker="x", color="white", markersize=5, linestyle="none")
             ax.set_xticks(range(n), [str(t + 1) for t in range(n - 1)] + ["T" if i < len(maps) - 1 else "C"])
             ax.set_yticks(range(m.shape[0]), ["in"] + [str(s) for s in range(1, m.shape[0])])
             ax.set_xlabel("target layer (T: transition, C: classifier)")
             ax.set_ylabel("source layer")
             ax.set_title(f"dense block {i + 1}: {what}")
             ax.grid(False)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="mean |weight| per source (max per target = 1)")
+    fig.colorbar(im, ax=axes, shrink=0.6, label=label)
     return fig
+
+
+def plot_reuse(rows: Mapping[str, Sequence[torch.Tensor]]) -> plt.Figure:
+    """Feature-reuse heatmaps: one row per entry of ``rows`` (title -> one map per dense block, as
+    :func:`reuse_maps` gives), one column per block, on one colour scale from 0 to 1."""
+    return _heatmaps(rows, "mean |weight| per source (max per target = 1)", colors.Normalize(0, 1))
+
+
+def plot_ablation(result: ConnectionAblation, z: float = 2.0) -> plt.Figure:
+    """The loss increase of each cut connection (:func:`skiplib.analysis.reuse.connection_ablation`),
+    one panel per dense block, laid out like :func:`plot_reuse`, on one square-root colour scale from 0
+    (a negative increase shows as 0) to the largest increase; a white x marks a cut whose increase is
+    not above ``z`` standard errors: not told apart from the sampling noise of the images."""
+    what = "loss increase when cut"
+    faint = [(m <= z * e) & ~torch.isnan(m) for m, e in zip(result.increase, result.stderr)]
+    top = max(float(np.nanmax(m.numpy())) for m in result.increase)
+    # a square-root scale: the few large rises would otherwise leave every other cell dark
+    shown = [m.clamp(min=0) for m in result.increase]  # NaN stays NaN (not connected)
+    return _heatmaps({what: shown}, "test-loss increase (nats, sqrt scale)",
+                     colors.PowerNorm(0.5, vmin=0, vmax=max(top, 1e-6)), {what: faint})
 
 
 def far_mean(maps: Sequence[torch.Tensor]) -> float:
@@ -139,6 +164,69 @@ def far_mean(maps: Sequence[torch.Tensor]) -> float:
 def smallest(maps: Sequence[torch.Tensor]) -> float:
     """Smallest connected entry (NaN cells are not connected) of each map, averaged over the maps."""
     return float(np.mean([np.nanmin(m.numpy()) for m in maps]))
+
+
+def ablation_images(loader, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, seeded random draw of ``n`` images and labels of ``loader``'s set (a :class:`DeviceLoader`),
+    to score :func:`~skiplib.analysis.reuse.connection_ablation` on. Random, not the first ``n``: the
+    test subset keeps the stored order, and CIFAR-10 from class folders (the JPEG copy) is sorted by class."""
+    idx = torch.randperm(loader.num_samples, generator=torch.Generator().manual_seed(seed))[:n]
+    return loader.x[idx.to(loader.x.device)], loader.y[idx.to(loader.y.device)]
+
+
+def _mean_and_se(rise: torch.Tensor) -> tuple[float, float]:
+    return rise.mean().item(), (rise.std() / len(rise) ** 0.5).item()
+
+
+def far_and_near(result: ConnectionAblation) -> list[dict]:
+    """Does a deep layer need features from far back? For the deep dense layers of each block (the
+    second half, layer l > L/2), the mean loss increase of cutting one source two or more layers back
+    (``far``; the block input included), of cutting the previous layer (``near``) and their
+    difference, each with its standard error over the images (``*_se``: per image, the cuts are
+    averaged first, so the correlation of cuts scored on the same images counts). One row per block
+    (``block`` 1, 2, ...), then the blocks pooled with equal weight (``block`` "all")."""
+    rows, pooled = [], []
+    for b, rise in enumerate(result.per_image):
+        layers = rise.shape[1] - 1  # the last column is the transition or the classifier
+        deep = [t for t in range(layers) if t + 1 > layers // 2 and t >= 1]  # column t: dense layer t + 1
+        if not deep:
+            raise ValueError(f"dense block {b + 1} has {layers} layer(s): no layer reads a source two layers back")
+        far = torch.stack([rise[s, t] for t in deep for s in range(t)]).mean(0)
+        near = torch.stack([rise[t, t] for t in deep]).mean(0)
+        pooled.append((far, near))
+        rows.append({"block": b + 1, "targets": [t + 1 for t in deep], "far_cuts": sum(deep), "far": far, "near": near})
+    rows.append({"block": "all", "targets": None, "far_cuts": sum(r["far_cuts"] for r in rows),
+                 "far": torch.stack([f for f, _ in pooled]).mean(0), "near": torch.stack([n for _, n in pooled]).mean(0)})
+    for row in rows:
+        far, near = row.pop("far"), row.pop("near")
+        (row["far"], row["far_se"]), (row["near"], row["near_se"]) = _mean_and_se(far), _mean_and_se(near)
+        row["diff"], row["diff_se"] = _mean_and_se(far - near)
+    return rows
+
+
+def largest_cut(result: ConnectionAblation) -> tuple[str, float]:
+    """The cut connection that raised the loss most, in words ("dense layer 2 of block 1 cut from its
+    transition"), and its loss increase."""
+    b = max(range(len(result.increase)), key=lambda i: float(np.nanmax(result.increase[i].numpy())))
+    m = result.increase[b]
+    s, t = divmod(int(np.nanargmax(m.numpy())), m.shape[1])
+    if t < m.shape[1] - 1:
+        target = f"dense layer {t + 1}"
+    else:
+        target = "the classifier" if b == len(result.increase) - 1 else "its transition"
+    source = "the input" if s == 0 else f"dense layer {s}"
+    return f"{source} of block {b + 1} cut from {target}", m[s, t].item()
+
+
+def rank_correlation(maps_a: Sequence[torch.Tensor], maps_b: Sequence[torch.Tensor]) -> float:
+    """Spearman's rank correlation between the connected (not NaN) entries of two lists of maps laid
+    out alike, e.g. the weight heatmaps of :func:`reuse_maps` and the loss increases of an ablation."""
+    a = np.concatenate([m.numpy()[~np.isnan(m.numpy())] for m in maps_a])
+    b = np.concatenate([m.numpy()[~np.isnan(m.numpy())] for m in maps_b])
+    if a.shape != b.shape:
+        raise ValueError(f"the maps connect {a.size} and {b.size} pairs: they are not laid out alike")
+    ranks = [np.argsort(np.argsort(v, kind="stable"), kind="stable") for v in (a, b)]
+    return float(np.corrcoef(*ranks)[0, 1])
 
 
 def relative_change(trained: nn.Module, initial: nn.Module) -> float:
