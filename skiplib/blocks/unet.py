@@ -7,6 +7,13 @@ upsamples the decoder's map, pads it to the skip's size when the input size was 
 (skip first) and applies a ``DoubleConv``. An ``Up`` built with ``skip=False`` uses the skip
 tensor only for its spatial size: no information flows along the long skip, and its
 ``DoubleConv`` sees only the upsampled channels.
+
+Chapter 6's control separates what a skip carries forward from the gradient path it opens back to
+the encoder. ``skip`` takes one of :data:`SKIP_MODES` (``True`` is ``"full"``, ``False`` is
+``"none"``): ``"detached"`` concatenates the skip's value but stops its gradient (``x2.detach()``);
+``"gradient_only"`` concatenates ``x2 - x2.detach()``, exactly zero in the forward pass, while the
+backward pass sends the encoder the gradient an identity would (the same gradient as a full skip
+fed zeros). Both keep the ``2c`` input channels, so they have the full ``Up``'s parameters.
 """
 
 from __future__ import annotations
@@ -16,6 +23,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from skiplib.checks import check_positive_ints
+
+# what a long skip carries (Chapter 6): value and gradient, value only, gradient only, nothing
+SKIP_MODES = ("full", "detached", "gradient_only", "none")
+
+
+def skip_mode(skip: bool | str) -> str:
+    """The mode of :data:`SKIP_MODES` that ``skip`` names: ``True`` -> ``"full"``, ``False`` -> ``"none"``,
+    a mode string -> itself. Chapter 6."""
+    if isinstance(skip, bool):
+        return "full" if skip else "none"
+    if isinstance(skip, str) and skip in SKIP_MODES:
+        return skip
+    raise ValueError(f"a skip is True, False or one of {', '.join(map(repr, SKIP_MODES))}; got {skip!r}")
 
 
 class DoubleConv(nn.Module):
@@ -82,11 +102,12 @@ class Up(nn.Module):
     ``in_channels // 2``, pad to the skip's size, concatenate ``[skip, upsampled]`` and apply
     ``DoubleConv(in_channels, out_channels)``. The skip must have ``in_channels // 2`` channels.
 
-    With ``skip=False`` the ``DoubleConv`` takes only the ``in_channels // 2`` upsampled channels
-    and ``forward`` reads nothing from ``x2`` but its height and width. Chapter 6."""
+    With ``skip=False`` (``"none"``) the ``DoubleConv`` takes only the ``in_channels // 2`` upsampled
+    channels and ``forward`` reads nothing from ``x2`` but its height and width. ``"detached"`` and
+    ``"gradient_only"`` (see the module docstring) keep the full ``DoubleConv``. Chapter 6."""
 
     def __init__(self, in_channels: int, out_channels: int, *, bilinear: bool = False, batch_norm: bool = False,
-                 bias: bool | None = None, skip: bool = True) -> None:
+                 bias: bool | None = None, skip: bool | str = True) -> None:
         super().__init__()
         check_positive_ints(in_channels=in_channels)
         if in_channels % 2:
@@ -97,19 +118,24 @@ class Up(nn.Module):
                                     nn.Conv2d(in_channels, half, kernel_size=1))
         else:
             self.up = nn.ConvTranspose2d(in_channels, half, kernel_size=2, stride=2)
-        self.skip = bool(skip)
+        self.skip_mode = skip_mode(skip)
+        self.skip = self.skip_mode != "none"  # whether the skip's channels are concatenated at all
         self.conv = DoubleConv(in_channels if self.skip else half, out_channels, batch_norm=batch_norm, bias=bias)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """``x1``: the decoder's map from the level below; ``x2``: the encoder's map (the skip)."""
         x1 = self.up(x1)
         x1 = pad_to(x1, x2.shape[-2:])
+        if self.skip_mode == "detached":
+            x2 = x2.detach()  # the value goes forward, no gradient comes back along the skip
+        elif self.skip_mode == "gradient_only":
+            x2 = x2 - x2.detach()  # exactly 0 forward; backward, d/dx2 is the identity
         if self.skip:
             x1 = torch.cat([x2, x1], dim=1)  # skip first, as in milesial's Pytorch-UNet
         return self.conv(x1)
 
     def extra_repr(self) -> str:
-        return f"skip={self.skip}"
+        return f"skip={self.skip}" if self.skip_mode in ("full", "none") else f"skip={self.skip_mode!r}"
 
 
 class OutConv(nn.Module):

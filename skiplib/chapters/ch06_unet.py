@@ -15,6 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from skiplib import plots
+from skiplib.blocks.unet import skip_mode
 from skiplib.profile import Profile
 from skiplib.train import History
 
@@ -24,8 +25,8 @@ SCORE_NAMES = {"dice": "Dice", "iou": "IoU", "boundary_f1": "boundary F1 (1 px)"
 
 def config(profile: Profile) -> dict:
     """Sizes for Chapter 6. ``cpu``: a U-Net of base width 8 and depth 3 (64x64 images, 8x8 at the
-    bottleneck), trained with and without long skips and with each single skip removed, 6 epochs
-    of 640 images each: about two of the notebook's four minutes on 2 cores."""
+    bottleneck), trained with and without long skips, with each single skip removed or kept alone,
+    and with the two controls (detached and gradient-only skips), 6 epochs of 640 images each."""
     recipe = {"lr": 3e-3, "batch_size": 32, "weight": (1.0, 3.0), "batch_norm": True, "seed": 0}
     sizes = profile.choose(
         smoke={"train_n": 96, "test_n": 32, "size": 32, "base": 4, "depth": 3, "epochs": 1, "ablation_epochs": 1},
@@ -51,15 +52,22 @@ def scores_table(scores: Mapping[str, Mapping[str, float]], params: Mapping[str,
     return header + "\n".join(rows)
 
 
-def skips_kept(mask: Sequence[bool], size: int) -> str:
+def skips_kept(mask: Sequence[bool | str], size: int) -> str:
     """The resolutions of the long skips that ``mask`` keeps (level 0 at ``size``, halved per level),
-    e.g. ``"64², 16²"``, or ``"none"``."""
-    return ", ".join(f"{size // 2**i}²" for i, on in enumerate(mask) if on) or "none"
+    e.g. ``"64², 16²"``, or ``"none"``. Entries are bools or modes of
+    :data:`skiplib.blocks.unet.SKIP_MODES`; a skip that is not ``"full"`` is named with its mode,
+    e.g. ``"64² detached"``."""
+    kept = []
+    for i, entry in enumerate(mask):
+        mode = skip_mode(entry)
+        if mode != "none":
+            kept.append(f"{size // 2**i}²" + ("" if mode == "full" else " " + mode.replace("_", " ")))
+    return ", ".join(kept) or "none"
 
 
-def ablation_table(masks: Mapping[str, Sequence[bool]], scores: Mapping[str, Mapping[str, float]],
+def ablation_table(masks: Mapping[str, Sequence[bool | str]], scores: Mapping[str, Mapping[str, float]],
                    params: Mapping[str, int], size: int) -> str:
-    """A Markdown table of the skip ablation: one row per variant (label -> its ``skips`` mask),
+    """A Markdown table of the skip ablation: one row per variant (label -> its ``skips`` mask of bools or modes),
     the skips it keeps (:func:`skips_kept`), its parameters and its scores."""
     rows = [f"| {label} | {skips_kept(mask, size)} | {params[label]:,} | {_score_cells(scores[label])} |"
             for label, mask in masks.items()]

@@ -12,6 +12,15 @@ decoder ``DoubleConv`` takes only the ``c = base * 2**level`` upsampled channels
 its first 3x3 convolution loses the ``9 * c * c`` weights that read the skip, and every other
 layer is identical, so "with" and "without" differ in nothing but the skip. (Feeding zeros in
 place of the skip would compute exactly the same function with unused weights.)
+
+A level's entry may also name what its skip carries, one of :data:`~skiplib.blocks.unet.SKIP_MODES`:
+``"full"`` (= ``True``), ``"none"`` (= ``False``, the smaller layer above), and Chapter 6's controls
+``"detached"`` (the encoder map goes forward, its gradient does not come back) and ``"gradient_only"``
+(zeros go forward; backward, the encoder gets the gradient a full skip fed zeros would send). The two
+controls keep the skip's input channels, so ``UNet(skips="detached")`` and ``UNet(skips="gradient_only")``
+have exactly the parameters of ``UNet(skips=True)``; in ``"gradient_only"`` the weights that read the
+skip see zeros and so get a zero gradient (without weight decay they keep their initial values), and
+the gradient reaches the encoder through them.
 """
 
 from __future__ import annotations
@@ -21,21 +30,24 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from skiplib.blocks.unet import DoubleConv, Down, OutConv, Up
+from skiplib.blocks.unet import SKIP_MODES, DoubleConv, Down, OutConv, Up, skip_mode
 from skiplib.checks import check_positive_ints
 from skiplib.models.registry import fixed_by_name, register_model
 
 PAPER_PARAMETERS = 31_030_658  # UNet() = the configuration of Ronneberger et al. (2015), Fig. 1
 
 
-def _skip_mask(skips: bool | Sequence[bool], depth: int) -> tuple[bool, ...]:
-    if isinstance(skips, bool):
-        return (skips,) * depth
-    mask = tuple(skips)
-    if len(mask) != depth or not all(isinstance(s, bool) for s in mask):
-        raise ValueError(f"skips must be a bool or one bool per level (outermost first), i.e. {depth} bools "
-                         f"for depth={depth}; got {skips!r}")
-    return mask
+def _skip_modes(skips: bool | str | Sequence[bool | str], depth: int) -> tuple[str, ...]:
+    """One mode of SKIP_MODES per level, outermost first, from a bool, a mode or one of either per level."""
+    if isinstance(skips, (bool, str)):
+        return (skip_mode(skips),) * depth
+    entries = tuple(skips) if isinstance(skips, Sequence) else ()
+    if len(entries) != depth or not all(isinstance(s, bool) or (isinstance(s, str) and s in SKIP_MODES)
+                                        for s in entries):
+        raise ValueError(f"skips must be a bool, a mode, or one bool per level (or one mode per level), outermost "
+                         f"first, i.e. {depth} entries for depth={depth}; the modes are "
+                         f"{', '.join(map(repr, SKIP_MODES))}; got {skips!r}")
+    return tuple(skip_mode(s) for s in entries)
 
 
 class UNet(nn.Module):
@@ -45,12 +57,13 @@ class UNet(nn.Module):
     width: ``Up`` pads where max-pooling floored an odd size. Chapter 6."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, base: int = 64, depth: int = 4,
-                 skips: bool | Sequence[bool] = True, *, bilinear: bool = False, batch_norm: bool = False,
+                 skips: bool | str | Sequence[bool | str] = True, *, bilinear: bool = False, batch_norm: bool = False,
                  bias: bool | None = None, residual_encoder: bool = False) -> None:
         super().__init__()
         check_positive_ints(in_channels=in_channels, num_classes=num_classes, base=base, depth=depth)
         self.depth = depth
-        self.skips = _skip_mask(skips, depth)
+        self.skip_modes = _skip_modes(skips, depth)  # what each level's skip carries, outermost first
+        self.skips = tuple(m != "none" for m in self.skip_modes)  # whether each level concatenates a skip
         kw = {"batch_norm": batch_norm, "bias": bias}
         widths = [base * 2**i for i in range(depth + 1)]  # channels at each level, top to bottleneck
         # residual_encoder (Chapter 7): residual short skips inside every encoder DoubleConv
@@ -58,7 +71,7 @@ class UNet(nn.Module):
         self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], residual=residual_encoder, **kw) for i in range(depth))
         # ups[0] is the deepest; ups[depth - 1] returns to full resolution
         self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i], bilinear=bilinear, skip=self.skips[i], **kw) for i in reversed(range(depth)))
+            Up(widths[i + 1], widths[i], bilinear=bilinear, skip=self.skip_modes[i], **kw) for i in reversed(range(depth)))
         self.outc = OutConv(widths[0], num_classes)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
