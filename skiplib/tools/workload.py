@@ -220,12 +220,13 @@ def _unet_jobs(cfg: dict, variants: dict[str, dict], epochs: int, per_epoch_eval
 
 
 def chapter6(profile: Profile) -> list[Job]:
-    """U-Net with and without long skips, then the skip ablation (each variant's cost counted
-    as the full U-Net's: a missing skip saves one 3x3 conv's input channels)."""
+    """U-Net with and without long skips, then the skip ablation and the two controls (detached and
+    gradient-only skips), each variant's cost counted as the full U-Net's: a missing skip saves one
+    3x3 conv's input channels."""
     cfg = ch6_config(profile)
     depth = cfg["depth"]
     jobs = _unet_jobs(cfg, {"unet": {"skips": True}, "unet-noskip": {"skips": False}}, cfg["epochs"], True)
-    variants = 2 * depth + (0 if cfg["ablation_epochs"] == cfg["epochs"] else 2)
+    variants = 2 * depth + 2 + (0 if cfg["ablation_epochs"] == cfg["epochs"] else 2)
     ablation = _unet_jobs(cfg, {"unet": {"skips": True}}, cfg["ablation_epochs"], True)[0]
     jobs.append(Job("ablation", ablation.key, ablation.build, ablation.input_shape, variants * ablation.images,
                     ablation.epochs, ablation.batch_size, variants * ablation.eval_images, 128))
