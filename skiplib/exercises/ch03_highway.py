@@ -69,6 +69,29 @@ _HINTS = {
 }
 
 
+def _compare_outputs(make, cls: type[HighwayLayer], seed_base: int, hints: dict, variant, formula: str) -> str | None:
+    """Both graders' output check: the learner's layer, loaded with a reference ``cls``'s weights, must
+    give its output on two random batches; a wrong output is named by the first ``hints`` mistake
+    whose ``variant`` it equals, else by ``formula``."""
+    for seed in range(2):
+        ref = _reference(seed, cls)
+        layer = make()
+        layer.load_state_dict(ref.state_dict())
+        x = torch.randn(5, _FEATURES, generator=torch.Generator().manual_seed(seed_base + seed))
+        with torch.no_grad():
+            want, got = ref(x), layer(x)
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+                shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                return f"for x of shape {tuple(x.shape)} the output should have shape {tuple(want.shape)}, got {shape}"
+            if not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
+                for mistake, hint in hints.items():
+                    if torch.allclose(got, variant(ref, x, mistake), atol=1e-5, rtol=1e-4):
+                        return hint
+                return (f"the output differs from skiplib's (max difference {(got - want).abs().max().item():.3g}); "
+                        f"compute {formula}")
+    return None
+
+
 def check_highway_layer(cls, *, verbose: bool = True) -> bool:
     """Chapter 3 exercise: ``cls(features, gate_bias=-2.0)`` must build a fully-connected highway
     layer equal to :class:`skiplib.blocks.HighwayLayer`: ``self.H`` and ``self.T`` are
@@ -112,23 +135,8 @@ def check_highway_layer(cls, *, verbose: bool = True) -> bool:
     def output() -> str | None:
         if parameters() is not None:
             return "skipped until self.H and self.T are right (see the check above)"
-        for seed in range(2):
-            ref = _reference(seed)
-            layer = make()
-            layer.load_state_dict(ref.state_dict())
-            x = torch.randn(5, _FEATURES, generator=torch.Generator().manual_seed(100 + seed))
-            with torch.no_grad():
-                want, got = ref(x), layer(x)
-                if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
-                    shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-                    return f"for x of shape {tuple(x.shape)} the output should have shape {tuple(want.shape)}, got {shape}"
-                if not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
-                    for mistake, hint in _HINTS.items():
-                        if torch.allclose(got, _variant(ref, x, mistake), atol=1e-5, rtol=1e-4):
-                            return hint
-                    return (f"the output differs from skiplib's (max difference {(got - want).abs().max().item():.3g}); "
-                            "compute relu(self.H(x)) * T + x * (1 - T) with T = torch.sigmoid(self.T(x))")
-        return None
+        return _compare_outputs(make, HighwayLayer, 100, _HINTS, _variant,
+                                "relu(self.H(x)) * T + x * (1 - T) with T = torch.sigmoid(self.T(x))")
 
     def carries_when_closed() -> str | None:
         layer = make()
@@ -216,23 +224,8 @@ def check_free_carry_highway(cls, *, verbose: bool = True) -> bool:
     def output() -> str | None:
         if parameters() is not None:
             return "skipped until self.H, self.T and self.C are right (see the check above)"
-        for seed in range(2):
-            ref = _reference(seed, FreeCarryHighwayLayer)
-            layer = make()
-            layer.load_state_dict(ref.state_dict())
-            x = torch.randn(5, _FEATURES, generator=torch.Generator().manual_seed(200 + seed))
-            with torch.no_grad():
-                want, got = ref(x), layer(x)
-                if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
-                    shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-                    return f"for x of shape {tuple(x.shape)} the output should have shape {tuple(want.shape)}, got {shape}"
-                if not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
-                    for mistake, hint in _FREE_HINTS.items():
-                        if torch.allclose(got, _free_variant(ref, x, mistake), atol=1e-5, rtol=1e-4):
-                            return hint
-                    return (f"the output differs from skiplib's (max difference {(got - want).abs().max().item():.3g}); "
-                            "compute relu(self.H(x)) * T + x * C with T = sigmoid(self.T(x)), C = sigmoid(self.C(x))")
-        return None
+        return _compare_outputs(make, FreeCarryHighwayLayer, 200, _FREE_HINTS, _free_variant,
+                                "relu(self.H(x)) * T + x * C with T = sigmoid(self.T(x)), C = sigmoid(self.C(x))")
 
     def gates_decouple() -> str | None:
         x = torch.randn(4, _FEATURES)
