@@ -8,5 +8,6 @@ surfaces (Chapter 8). ``ensemble``: Veit et al.'s paths through a residual net: 
 block deletion and swapping (Chapter 8). ``memory``: tensor memory of a training step, dense
 blocks naive vs memory-efficient (Chapter 5). ``reuse``: feature reuse in a DenseNet tested by
 cutting one connection of a dense block at a time (Chapter 5). ``families``: every skip family at one parameter
-budget, trained in one harness (Chapter 7).
+budget, trained in one harness (Chapter 7). ``stream``: the Transformer's residual stream: gradient
+norms per layer, the stream's norm, its exact split into the layers' contributions, one-layer lesions (Chapter 9).
 """

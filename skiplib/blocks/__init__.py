@@ -6,6 +6,8 @@
 ``highway``: fully-connected and convolutional highway layers (Chapter 3).
 ``dense``: dense layer, dense block and transition layer (Chapter 5).
 ``unet``: the U-Net parts DoubleConv, Down, Up, OutConv (Chapter 6; residual DoubleConv, Chapter 7).
+``transformer``: causal self-attention, the MLP and a Transformer layer whose residual wiring
+(pre-LN, post-LN, none, ReZero) is a switch (Chapter 9; imported as ``skiplib.blocks.transformer``).
 """
 
 from skiplib.blocks.bottleneck import Bottleneck

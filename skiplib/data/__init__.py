@@ -5,6 +5,7 @@ cached, or a synthetic stand-in in the ``smoke`` profile (Chapters 1-5, 7, 8).
 ``loader``: :class:`DeviceLoader` (batches, crops and flips on the device) and
 :func:`cifar10_loaders`, the one call the chapters make.
 ``cells``: Chapter 6's procedural segmentation task (touching cells, thin boundaries) and its scores.
+``sequences``: Chapter 9's sorting task, generated from a seed (``skiplib.data.sequences.SortTask``).
 """
 
 from skiplib.data.cells import BOUNDARY, INTERIOR, CellSet, boundary_f1, cell_f1, dice_iou, label_components, make_cells

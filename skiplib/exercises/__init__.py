@@ -14,7 +14,8 @@ from skiplib.exercises.ch05_densenets import check_dense_layer
 from skiplib.exercises.ch06_unet import check_up_step
 from skiplib.exercises.ch07_comparison import check_rezero_block
 from skiplib.exercises.ch08_why import check_filter_normalize, check_normalize_direction
+from skiplib.exercises.ch09_transformer import check_pre_ln_block
 
 __all__ = ["NOT_ATTEMPTED", "run_checks", "check_option_a_shortcut", "check_pad_shortcut", "check_dirac_init",
            "check_highway_layer", "check_free_carry_highway", "check_bottleneck", "check_dense_layer", "check_up_step",
-           "check_rezero_block", "check_filter_normalize", "check_normalize_direction"]
+           "check_rezero_block", "check_filter_normalize", "check_normalize_direction", "check_pre_ln_block"]

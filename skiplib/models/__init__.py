@@ -5,6 +5,8 @@ ResNets (Chapter 4); ``fc``: thin fully-connected nets, plain and highway (Chapt
 Balduzzi et al.'s shattered-gradients net (Chapter 8); ``highway``: convolutional highway nets
 (Chapter 3); ``densenet``: CIFAR DenseNets and torchvision-compatible DenseNet-121 (Chapter 5);
 ``unet``: U-Net (Chapter 6); ``preact``: pre-activation CIFAR ResNets (Chapters 7 and 8).
+``transformer``: a small decoder-only Transformer with a selectable residual wiring (Chapter 9; it
+reads token ids, not images, so it is not in the image-model registry).
 ``stages``: the stage builder and ``blocks()`` / ``zero_init_last()`` that the ResNets share;
 ``_weights``: the one loader of torchvision's pretrained weights (Chapters 4 and 5).
 """

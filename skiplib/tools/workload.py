@@ -23,6 +23,7 @@ from skiplib.analysis import families as C
 from skiplib.analysis.identity import block_stack
 from skiplib.chapters import ch01_degradation as ch1
 from skiplib.chapters import ch07_comparison as ch7
+from skiplib.chapters import ch09_transformer as ch9
 from skiplib.chapters.ch02_identity import config as ch2_config
 from skiplib.chapters.ch03_highway import config as ch3_config
 from skiplib.chapters.ch04_resnets import config as ch4_config
@@ -291,8 +292,39 @@ def chapter8(profile: Profile) -> list[Job]:
     return _landscape_jobs(ch8_config(profile), slices=False, paths_probe=True)
 
 
+class TokenModel(nn.Module):
+    """A sequence model seen as the image jobs see theirs: float input ``[B, T]`` (made into valid token
+    ids), logits ``[B, V, T]`` with the classes on dim 1, one target per position, as for a U-Net's pixels."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.long().remainder(self.model.config.vocab_size)).transpose(1, 2)
+
+
+def chapter9(profile: Profile) -> list[Job]:
+    """Every wiring at every depth, the warmed-up post-LN and the ReZero run at the deepest depth, and
+    the two one-layer lesion sweeps; a "sample" is one sorting sequence. The one-batch gradient probes
+    and the widget are left out."""
+    cfg = ch9.config(profile)
+    shape = (ch9.task(cfg).block_size,)
+    samples, held_out, deep = cfg["steps"] * cfg["batch_size"], 1000, max(cfg["depths"])  # score(): 1,000 samples
+
+    def job(wiring: str, depth: int, images: int, eval_images: int) -> Job:
+        key = f"transformer-{wiring}-{depth}"
+        return Job(key, key, lambda: TokenModel(ch9.build(cfg, wiring, depth)), shape, images, 1, cfg["batch_size"],
+                   eval_images, held_out)
+
+    runs = [(w, d) for d in cfg["depths"] for w in ch9.SWEEP_WIRINGS] + [("post_ln", deep), ("rezero", deep)]
+    lesions = [job(w, deep, 0, (deep + 1) * cfg["probe_batch"]) for w in ("pre_ln", "post_ln")]
+    return [job(w, d, samples, held_out) for w, d in runs] + lesions
+
+
 CHAPTERS: dict[int, Callable[[Profile], list[Job]]] = {
     1: chapter1, 2: chapter2, 3: chapter3, 4: chapter4, 5: chapter5, 6: chapter6, 7: chapter7, 8: chapter8,
+    9: chapter9,
 }
 
 

@@ -48,8 +48,8 @@ def notebook(*cells: str) -> nbformat.NotebookNode:
     return nb
 
 
-def test_there_are_eight_chapters():
-    assert len(CHAPTERS) == 8, [p.name for p in CHAPTERS]
+def test_there_are_nine_chapters():
+    assert len(CHAPTERS) == 9, [p.name for p in CHAPTERS]
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])

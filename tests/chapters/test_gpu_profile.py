@@ -21,6 +21,7 @@ from skiplib.chapters.ch04_resnets import config as ch4_config
 from skiplib.chapters.ch05_densenets import config as ch5_config
 from skiplib.chapters.ch06_unet import config as ch6_config
 from skiplib.chapters.ch08_why import config as ch8_config
+from skiplib.chapters.ch09_transformer import config as ch9_config
 from skiplib.models import list_models
 from skiplib.models.densenet import cifar_densenet
 from skiplib.models.highway import HighwayCifarNet
@@ -30,7 +31,7 @@ from skiplib.tools.gpucheck import CUDA_CONTEXT_BYTES, T4_TOTAL_BYTES
 
 CPU, GPU = get_profile("cpu", device="cpu"), get_profile("gpu", device="cpu")
 CONFIGS = {1: ch1.config, 2: ch2_config, 3: ch3_config, 4: ch4_config, 5: ch5_config, 6: ch6_config,
-           7: ch7.config, 8: ch8_config}
+           7: ch7.config, 8: ch8_config, 9: ch9_config}
 TRAIN, TEST = W.CIFAR_TRAIN, W.CIFAR_TEST
 
 
@@ -230,6 +231,8 @@ def test_largest_steps_fit_a_t4(jobs):
             params = W.model_stats(job).parameters * 4
             if job.input_shape[0] == 3:  # CIFAR-10 as float32, train and test
                 data = (W.CIFAR_TRAIN + W.CIFAR_TEST) * math.prod(job.input_shape) * 4
+            elif isinstance(job.build(), W.TokenModel):  # Chapter 9 generates its sequences batch by batch
+                data = 0
             else:  # the cells: float32 images and int64 masks
                 seg = ch6_config(GPU)
                 data = (seg["train_n"] + seg["test_n"]) * math.prod(job.input_shape) * (4 + 8)
