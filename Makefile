@@ -1,12 +1,13 @@
 # Skip connections course: set-up, tests and the book. Every target that needs Python
-# creates .venv first (python3 -m venv, pip upgrade, pip install -e ".[test,book]"); a stamp
-# file makes later runs skip the install until pyproject.toml changes.
+# creates .venv first (python3 -m venv, pip upgrade, pip install -c constraints/book.txt -e ".[$(EXTRAS)]");
+# a stamp file makes later runs skip the install until pyproject.toml or constraints/book.txt changes.
 #
 #   make test         unit tests + nbval on the notebooks + a smoke build of the book
 #   make lint         ruff on skiplib/, tests/ and the notebooks ([tool.ruff] in pyproject.toml)
 #   make book         the website in _build/html (profile: $SKIPLIB_PROFILE, default gpu/cpu)
 #   make site-test    after make book: every page in headless Chromium, offline (+ link check)
 #   make colab-test   every chapter in an emulated Colab (Colab's packages only, skiplib from git)
+#   make min-versions the unit tests on the oldest supported dependencies, in a fresh venv (slow)
 #   make data         extract the offline CIFAR-10 copy into $SKIPLIB_DATA if there is one
 #   make bench        benchmarks (python -m skiplib.tools bench)
 #   make gpu-check    every chapter + reference experiment in the gpu profile, report in $(GPU_CHECK_OUT)
@@ -54,18 +55,23 @@ BUILD_FAILED_FILE := _build/.skiplib-build-failed
 # Where the browser test saves its screenshots (light and dark, one per page).
 SITE_SHOTS ?= _build/site-test
 
-.PHONY: help install lint test book site-test colab-test data bench gpu-check device-prep results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
+.PHONY: help install lint test book site-test colab-test min-versions data bench gpu-check device-prep results-gpu strip sync-bootstrap check-notebooks student grade clean distclean
 
 help:
-	@sed -n '5,19p' Makefile
+	@sed -n '5,20p' Makefile
+
+# The book toolchain's versions that are known to build (jupyter-book, myst-nb, Sphinx, the themes,
+# nbval, ...): a new release of one cannot break the -W build unannounced. Part of the stamp's
+# prerequisites, so changing a pin re-runs the install.
+BOOK_CONSTRAINTS := constraints/book.txt
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(BOOK_CONSTRAINTS)
 	@echo "== setting up $(VENV) ($$($(PYTHON) --version)) =="
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -c $(BOOK_CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $@
 
 # ruff comes with the test extra; the notebooks get a lighter rule set (per-file-ignores).
@@ -112,6 +118,12 @@ site-test: $(STAMP)
 colab-test: $(STAMP)
 	SKIPLIB_COLAB_EMULATION=1 $(PY) -m pytest -m colab tests/book/test_colab.py $(PYTEST_ARGS)
 	@cat _build/colab-test/report.md
+
+# The unit tests (not the notebooks, the book or the Colab emulation) in the smoke profile on the
+# minimum versions of pyproject.toml's dependencies (constraints/min-versions.txt), in a fresh venv
+# under ${TMPDIR:-/tmp} that is removed afterwards. Slow (it downloads torch), so not part of make test.
+min-versions:
+	.ci/min-versions
 
 data:
 	@if [ -d "$(SKIPLIB_DATA)/cifar10" ] || [ -d "$(SKIPLIB_DATA)/cifar-10-batches-py" ]; then \

@@ -118,7 +118,8 @@ def plot_segmentation(images, columns: Mapping[str, object], truth=None, *, boun
     blue, red = np.array([0.13, 0.40, 0.67]), np.array([0.84, 0.15, 0.16])
     for i in range(n):
         lo, hi = np.percentile(imgs[i], [1, 99])
-        gray = np.clip((imgs[i] - lo) / max(hi - lo, 1e-6), 0, 1)[..., None].repeat(3, -1)
+        # float64 under NumPy 1 too (NumPy 2 promotes by itself: lo and hi are float64 scalars)
+        gray = np.clip((imgs[i] - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float64)[..., None].repeat(3, -1)
         axes[i, 0].imshow(gray, interpolation="nearest")
         for j, m in enumerate(maps.values(), start=1):
             rgb = 0.55 * gray + 0.45

@@ -28,10 +28,6 @@ else:  # the test extra installs tomli on Python 3.10 (pyproject.toml): these te
 
 BOOK = ROOT / "book"
 BOOK_NOTEBOOKS = notebooks.notebook_paths([BOOK])
-# conda-forge names that differ from the PyPI ones.
-CONDA_TO_PYPI = {"pytorch": "torch"}
-# Packages environment.yml needs for itself, not listed in pyproject.toml.
-CONDA_ONLY = {"python", "pip"}
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -43,7 +39,7 @@ def _load_yaml(name: str) -> dict:
         return yaml.safe_load(f)
 
 
-# --- packaging -------------------------------------------------------------------------
+# --- packaging (environment.yml and constraints/: tests/test_environment_yml.py) --------
 
 
 def _pyproject_requirements() -> dict[str, SpecifierSet]:
@@ -56,43 +52,6 @@ def _pyproject_requirements() -> dict[str, SpecifierSet]:
             continue
         reqs[canonicalize_name(req.name)] = req.specifier
     return reqs
-
-
-def _environment_requirements() -> dict[str, SpecifierSet]:
-    env = _load_yaml("environment.yml")
-    reqs: dict[str, SpecifierSet] = {}
-    for dep in env["dependencies"]:
-        if isinstance(dep, dict):  # the pip: section
-            for line in dep["pip"]:
-                if line.startswith("-e") or line.strip() == ".":
-                    continue
-                req = Requirement(line)
-                reqs[canonicalize_name(req.name)] = req.specifier
-            continue
-        # conda match specs: "name", "name>=1.0", "name>=1.0,<2" (channel::name allowed).
-        m = re.fullmatch(r"(?:[\w.-]+::)?([A-Za-z0-9_.-]+)\s*(.*)", dep.strip())
-        assert m, f"cannot parse conda dependency {dep!r}"
-        name = CONDA_TO_PYPI.get(m.group(1), m.group(1))
-        if name in CONDA_ONLY:
-            continue
-        reqs[canonicalize_name(name)] = SpecifierSet(m.group(2).replace(" ", ""))
-    return reqs
-
-
-def test_environment_yml_matches_pyproject():
-    py, env = _pyproject_requirements(), _environment_requirements()
-    assert sorted(env) == sorted(py), (
-        f"only in pyproject.toml: {sorted(set(py) - set(env))}; "
-        f"only in environment.yml: {sorted(set(env) - set(py))}"
-    )
-    differ = {name: (str(py[name]), str(env[name])) for name in py if py[name] != env[name]}
-    assert not differ, f"version constraints differ (pyproject, environment.yml): {differ}"
-
-
-def test_environment_yml_installs_skiplib_itself():
-    env = _load_yaml("environment.yml")
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert any(line.startswith("-e") and line.split()[-1].startswith(".") for line in pip)
 
 
 def test_pyproject_pins_jupyter_book_1():
@@ -310,3 +269,74 @@ def test_readme_gives_both_commands():
 def test_test_command_runs_in_the_smoke_profile():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"SKIPLIB_PROFILE=smoke \$\(PY\) -m pytest --nbval-lax", makefile)
+
+
+# The GitHub Pages workflow's actions, each at least at this major version: the current ones (2026),
+# which run on Node.js 24 (GitHub removes Node.js 20 from its runners). An action not listed here
+# fails the test until it is added with its current major version.
+PAGES_ACTIONS = {
+    "actions/checkout": 6,
+    "actions/setup-python": 6,
+    "actions/setup-node": 6,
+    "actions/cache": 6,
+    "actions/upload-artifact": 7,
+    "actions/upload-pages-artifact": 5,
+    "actions/deploy-pages": 5,
+}
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def _pages_workflow() -> dict:
+    return _load_yaml(".github/workflows/pages.yml")
+
+
+def test_pages_workflow_uses_current_action_versions():
+    steps = [step for job in _pages_workflow()["jobs"].values() for step in job["steps"]]
+    uses = [step["uses"] for step in steps if "uses" in step]
+    assert uses, "the Pages workflow uses no actions"
+    for use in uses:
+        action, _, ref = use.partition("@")
+        assert action in PAGES_ACTIONS, f"{use}: add {action} to PAGES_ACTIONS with its current major version"
+        m = re.fullmatch(r"v(\d+)(?:\.\d+)*", ref)
+        assert m, f"{use}: refer to a release tag vN"
+        assert int(m.group(1)) >= PAGES_ACTIONS[action], f"{use}: older than {action}@v{PAGES_ACTIONS[action]}"
+    assert {"actions/upload-pages-artifact", "actions/deploy-pages"} <= {u.partition("@")[0] for u in uses}
+
+
+def _build_steps() -> list[dict]:
+    return _pages_workflow()["jobs"]["build"]["steps"]
+
+
+def _first(steps: list[dict], predicate) -> int:
+    return next((i for i, step in enumerate(steps) if predicate(step)), -1)
+
+
+def test_pages_workflow_installs_the_cpu_build_of_torch_first():
+    steps = _build_steps()
+    at = _first(steps, lambda s: CPU_TORCH_INDEX in s.get("run", ""))
+    assert at >= 0, f"the workflow must install torch from {CPU_TORCH_INDEX} (the runner has no GPU)"
+    run = steps[at]["run"]
+    install = next(line for line in run.splitlines() if CPU_TORCH_INDEX in line)
+    assert re.search(r"--index-url\s+" + re.escape(CPU_TORCH_INDEX), install), install
+    assert " torch " in f" {install} " and "torchvision" in install, install
+    assert ".venv" in install, "torch must go into .venv, where make installs skiplib"
+    first_make = _first(steps, lambda s: "make " in s.get("run", ""))
+    assert 0 <= at < first_make, "the CPU build of torch must be installed before the first make step"
+
+
+def test_pages_workflow_caches_the_execution_cache():
+    steps = _build_steps()
+    at = _first(steps, lambda s: s.get("uses", "").startswith("actions/cache@")
+                and "_build/.jupyter_cache" in str(s.get("with", {}).get("path", "")))
+    assert at >= 0, "the workflow must restore and save _build/.jupyter_cache with actions/cache"
+    cache = steps[at]["with"]
+    paths = str(cache["path"]).split()
+    # without the Makefile's record of the profile and skiplib, make book empties the restored cache
+    assert {"_build/.jupyter_cache", "_build/.skiplib-cache-key"} <= set(paths), paths
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "CACHE_KEY_FILE := _build/.skiplib-cache-key" in makefile
+    key = str(cache["key"])
+    assert "hashFiles(" in key and "book/**/*.ipynb" in key and "skiplib/**" in key, key
+    assert "SKIPLIB_PROFILE" in key, key
+    book_at = _first(steps, lambda s: "make book" in s.get("run", ""))
+    assert 0 <= at < book_at, "the execution cache must be restored before make book"
