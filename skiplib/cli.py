@@ -7,8 +7,13 @@ the repository's reference runs are made with ``--out-dir results``). Before tra
 run checks that ``--out-dir`` and the checkpoint folder can be written; interrupted with Ctrl-C, it
 writes the runs that finished to ``<name>.partial.json`` (marked ``"partial": true``) and stops:
 
-* ``degradation [--profile gpu] [--epochs N] [--depths 20 56 ...] [--families resnet]``: Chapter 1's experiment; writes
-  ``degradation-<profile>.json`` with provenance (command, commit, device, data source, date, seconds).
+* ``degradation [--profile gpu] [--epochs N] [--depths 20 56 ...] [--families resnet] [--seeds 0 1 2]``: Chapter 1's
+  experiment; writes ``degradation-<profile>.json`` with provenance (command, commit, device, data source, date,
+  seconds, world size). ``--preset paper`` is He et al.'s full recipe instead of the profile's (all 50k CIFAR-10
+  training images at 32x32, batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 32k and 48k
+  iterations, 64k iterations, warm-up for depth 110; ``--depths 20,32,44,56,110``) and writes
+  ``degradation-paper.json``; ``--iterations N`` and ``--lr-steps A B`` change its schedule. ``--dry-run`` prints
+  the schedule and an estimated time here and on GPUs without training; ``--compile`` trains through torch.compile.
 * ``highway [--profile gpu]``: Chapter 3's depth experiment (plain vs highway FC nets, best training
   loss per depth over a learning-rate sweep); writes ``highway-depth-<profile>.json``.
 * ``dense-memory [--depths 6 12 24 48]``: Chapter 5's benchmark; peak memory and seconds per
@@ -21,6 +26,20 @@ instead, so a run with overrides (a longer budget, more seeds) sits beside the p
 * ``landscape [--bench] [--profile gpu] [--matched --epochs N]``: Chapter 8; ``--bench`` prints surface points
   per second and the seconds for a 21x21 surface (cpu profile); otherwise writes ``landscape-<profile>.json``;
   ``--matched`` compares the surfaces at matched training loss (``landscape-<profile>-matched.json``).
+
+Every sweep shows a progress bar over its runs. Interrupted and started again with the same command,
+``degradation``, ``highway`` and ``compare`` skip the runs that ``<name>.partial.json`` holds, and the
+interrupted run resumes from its checkpoint (``landscape`` resumes its training from the checkpoints).
+
+Many GPUs (``degradation``, ``compare``): start the same command under torchrun, e.g.
+``torchrun --standalone --nproc_per_node 8 -m skiplib degradation --preset paper --out-dir results``.
+The sweep's runs (depths x families x seeds, in a fixed order) are dealt round-robin to the ranks,
+each on ``cuda:LOCAL_RANK`` (or the CPU, with gloo); rank 0 gathers them and writes the one file,
+whose numbers equal a single process's. Log lines carry ``[rank R/N]``; torchrun's ``--log-dir DIR
+--redirects 3`` writes a file per rank instead. Several machines: run the same command on each with
+torchrun's own ``--nnodes 2 --node-rank 0|1 --rdzv-backend c10d --rdzv-endpoint HOST:29400
+--rdzv-id JOB`` (instead of ``--standalone``). Rank 0 writes the file on its node; each node keeps its
+own checkpoints, so an interrupted multi-node sweep resumes when restarted with the same nodes and ranks.
 """
 
 from __future__ import annotations
@@ -28,6 +47,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Commands that moved to the book tooling (skiplib.tools, which course code never imports).
@@ -65,6 +85,38 @@ def tag(text: str) -> str:
     return text
 
 
+def int_list(item: Callable[[str], int]) -> type[argparse.Action]:
+    """An argparse action for ``nargs="+"`` int lists whose words may also hold comma-separated items
+    (``--depths 20 56`` or ``--depths 20,32,44``), each checked by ``item`` (e.g. :func:`positive_int`)."""
+
+    class IntList(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None) -> None:
+            try:
+                setattr(namespace, self.dest, [item(part) for word in values for part in word.split(",")])
+            except argparse.ArgumentTypeError as e:
+                raise argparse.ArgumentError(self, str(e)) from None
+
+    return IntList
+
+
+def _scale_options(p: argparse.ArgumentParser, presets: Sequence[str]) -> None:
+    """``degradation``'s full-length options: the paper preset, its schedule, a dry run, torch.compile."""
+    p.add_argument("--preset", choices=presets, default=None,
+                   help="paper: He et al. 2016's CIFAR-10 recipe (Sec. 4.2) at full length instead of the profile's "
+                        "sizes: all 50,000 training images (the paper's Table 6 setting; its 45k/5k split only chose "
+                        "hyper-parameters), 32x32, 4-pixel pad + random crop + flip, batch 128, SGD momentum 0.9, "
+                        "weight decay 1e-4, lr 0.1 / 10 at 32k and 48k iterations, 64k iterations, depth 110 warmed "
+                        "up at lr 0.01 until training error < 80%%; depths 20,32,44,56,110. The profile still picks "
+                        "the device. Writes degradation-paper.json")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="train this many optimiser steps instead of epochs (the preset's: 64000)")
+    p.add_argument("--lr-steps", action=int_list(positive_int), nargs="+", default=None,
+                   help="divide lr by 10 at these iterations (step schedule; the preset's: 32000 48000)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the schedule and an estimated time (here, measured rate; GPUs, assumed) and stop")
+    p.add_argument("--compile", action="store_true", help="train through torch.compile (worth it on a GPU)")
+
+
 def _run_options(p: argparse.ArgumentParser, *, epochs: bool = True, depths: bool = False,
                  seeds: bool = False) -> None:
     """The options reference-run commands share: profile, epochs (and depths, seeds where the
@@ -73,11 +125,12 @@ def _run_options(p: argparse.ArgumentParser, *, epochs: bool = True, depths: boo
     if epochs:
         p.add_argument("--epochs", type=positive_int, default=None, help="override the profile's epochs (>= 1)")
     if depths:
-        p.add_argument("--depths", type=positive_int, nargs="+", default=None,
-                       help="override the profile's depths, trained in this order (e.g. --depths 20 56 32 44)")
+        p.add_argument("--depths", action=int_list(positive_int), nargs="+", default=None,
+                       help="override the profile's depths, trained in this order (e.g. --depths 20 56 32 44 "
+                            "or --depths 20,56,32,44)")
     if seeds:
-        p.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
-                       help="override the profile's seeds (e.g. --seeds 0 1 2)")
+        p.add_argument("--seeds", action=int_list(non_negative_int), nargs="+", default=None,
+                       help="override the profile's seeds (e.g. --seeds 0 1 2 or --seeds 0,1,2)")
     p.add_argument("--tag", type=tag, default=None,
                    help="write <experiment>-<profile>-<tag>.json, so a run with overrides keeps the profile's file")
     p.add_argument("--out-dir", type=Path, default=None,
@@ -91,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"`python -m skiplib {args_list[0]}` is now `{MOVED[args_list[0]]}` (book tooling)", file=sys.stderr)
         return 2
     from skiplib.chapters import ch01_degradation as degradation
+    from skiplib.chapters import ch01_paper as paper
     from skiplib.chapters import ch03_highway as highway
     from skiplib.chapters import ch05_densenets as dense_memory
     from skiplib.chapters import ch07_comparison as compare
@@ -100,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("degradation", help="Chapter 1: plain vs residual nets across depths")
-    _run_options(p, depths=True)
+    p = sub.add_parser("degradation", help="Chapter 1: plain vs residual nets across depths (--preset paper: full length)",
+                       epilog="Many GPUs: torchrun --standalone --nproc_per_node N -m skiplib degradation ... deals the runs "
+                              "to N processes (one GPU each) and rank 0 writes the file; several machines: torchrun's "
+                              "--nnodes, --node-rank and --rdzv-* options (python -m skiplib --help says more).")
+    _run_options(p, depths=True, seeds=True)
     p.add_argument("--families", nargs="+", choices=degradation.FAMILIES, default=None,
                    help="train only these families (default: both); a net's checkpoint is the same either way")
+    _scale_options(p, paper.PRESETS)
     p.set_defaults(func=degradation.main)
 
     p = sub.add_parser("highway", help="Chapter 3: plain vs highway FC nets across depths (the paper's Fig. 1)")

@@ -26,6 +26,7 @@ import torch
 
 import skiplib
 from skiplib.train.checkpoints import checkpoint_dir, writable_dir
+from skiplib.train.distributed import World
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -69,9 +70,10 @@ def device_name(device: torch.device) -> str:
 
 
 def provenance(device: torch.device, data_source: str, seconds: float, profile: str,
-               commit: str | None = None) -> dict:
+               commit: str | None = None, world_size: int = 1) -> dict:
     """Command, commit, device, data source, date, seconds and versions of a run. Pass ``commit`` as
-    read when the run *started* (the checkout may change while a long run trains); default: now."""
+    read when the run *started* (the checkout may change while a long run trains); default: now.
+    ``world_size``: how many processes (torchrun ranks, each on its own ``device``) shared the runs."""
     from_cli = sys.argv and sys.argv[0].endswith("__main__.py")
     return {
         "command": " ".join(["python -m skiplib"] + sys.argv[1:]) if from_cli else " ".join(sys.argv),
@@ -84,6 +86,7 @@ def provenance(device: torch.device, data_source: str, seconds: float, profile: 
         "torch": torch.__version__,
         "python": platform.python_version(),
         "host_cpus": os.cpu_count(),
+        "world_size": world_size,
     }
 
 
@@ -140,6 +143,8 @@ def result_command(name: str) -> str | None:
         profile = name[len(prefix) + 1:] if name.startswith(prefix + "-") else None
         if profile in _PROFILES:
             return f"python -m skiplib {command} --profile {profile} --out-dir results"
+    if name == "degradation-paper":  # He et al.'s full schedule (skiplib.chapters.ch01_paper)
+        return "python -m skiplib degradation --preset paper --out-dir results"
     device = name[len("dense-memory-"):] if name.startswith("dense-memory-") else None
     if device in ("cpu", "cuda"):
         return f"python -m skiplib dense-memory --device {device} --save --out-dir results"
@@ -155,7 +160,7 @@ def missing_result_message(name: str) -> str:
     command = result_command(name)
     if command is None:
         return text + f" No `python -m skiplib` command makes `{name}` yet."
-    on = " on a GPU" if name.endswith(("-gpu", "-cuda")) else ""
+    on = " on a GPU" if name.endswith(("-gpu", "-cuda", "-paper")) else ""
     return text + f" To make one, run `{command}`{on}."
 
 
@@ -240,26 +245,57 @@ def save_partial(name: str, payload: dict, directory: str | os.PathLike | None =
     return path
 
 
+def load_partial(name: str, directory: str | os.PathLike | None) -> dict | None:
+    """What an interrupted run of ``name`` saved (``<directory>/<name>.partial.json``, see
+    :func:`save_partial`), or None; the next run of the same command skips the runs it holds."""
+    return load_result(name + PARTIAL, _result_dir(directory, f"{name}{PARTIAL}.json"))
+
+
+def reusable_partial(previous: dict | None, config: dict, data_source: str) -> dict | None:
+    """``previous`` (a :func:`load_partial` result) when it was made with ``config`` (compared as
+    JSON) on ``data_source``, so its finished runs can stand in for training them again; else None,
+    with a note saying why it is not used."""
+    if previous is None:
+        return None
+    why = None
+    if previous.get("config") != json.loads(json.dumps(config, sort_keys=True, default=str)):
+        why = "its settings differ from this run's"
+    elif previous.get("provenance", {}).get("data_source") != data_source:
+        why = f"it was trained on {previous.get('provenance', {}).get('data_source')!r}, not {data_source!r}"
+    if why:
+        print(f"note: not resuming from the partial results of an earlier run: {why}", file=sys.stderr)
+        return None
+    return previous
+
+
 def run_and_save(name: str, run: Callable[[dict], dict], body: Callable[[dict], dict], *, device: torch.device,
-                 profile: str, out_dir: str | os.PathLike | None) -> tuple[dict, Path]:
+                 profile: str, out_dir: str | os.PathLike | None, world: World | None = None) -> tuple[dict, Path | None]:
     """What every reference-run command does around its training (``python -m skiplib degradation``,
     ``compare``, ``landscape``): check that ``out_dir`` and the checkpoint folder take files *before*
     minutes of training; ``out = run(partial)``, where ``run`` fills the dict ``partial`` as pieces
     finish; on Ctrl-C write what finished to ``<name>.partial.json`` (:func:`save_partial`) and re-raise;
     otherwise write ``<name>.json``. ``body(out)`` (applied to ``partial`` on Ctrl-C) gives the JSON
     payload; the provenance is added here, with the data source from ``out["info"]["source"]`` and the
-    seconds from ``out["seconds"]`` (on Ctrl-C: those elapsed). Returns ``(out, path)``."""
+    seconds from ``out["seconds"]`` (on Ctrl-C: those elapsed). Returns ``(out, path)``.
+
+    Under torchrun (``world`` of several ranks) ``run`` gathers every rank's runs to rank 0 itself;
+    only rank 0 writes (the result and, on Ctrl-C, the partial file of its own finished runs), the
+    provenance records the world size, and the other ranks get ``(out, None)``."""
+    world = world or World()
     check_outputs(out_dir)  # before minutes of training, not after
     partial, t0 = {}, time.perf_counter()
     commit = git_commit()  # the code that trains is the code at the start, whatever the checkout becomes
 
     def payload(out: dict, seconds: float) -> dict:
         source = out.get("info", {}).get("source", "not loaded yet")
-        return {**body(out), "provenance": provenance(device, source, seconds, profile, commit)}
+        return {**body(out), "provenance": provenance(device, source, seconds, profile, commit, world.size)}
 
     try:
         out = run(partial)
     except KeyboardInterrupt:
-        save_partial(name, payload(partial, time.perf_counter() - t0), out_dir)
+        if world.main:
+            save_partial(name, payload(partial, time.perf_counter() - t0), out_dir)
         raise
+    if not world.main:
+        return out, None
     return out, save_result(name, payload(out, out["seconds"]), out_dir)

@@ -138,7 +138,8 @@ class _Perturbed:
                 p.copy_(self.origin[name])
 
 
-def _eval_grid(model: nn.Module, x, y, directions, points, batch_size, loss_fn) -> tuple[np.ndarray, np.ndarray]:
+def _eval_grid(model: nn.Module, x, y, directions, points, batch_size, loss_fn,
+               on_point: Callable[[], object] | None = None) -> tuple[np.ndarray, np.ndarray]:
     was_training = model.training
     model.eval()  # BN uses running statistics: the loss is a fixed function of the weights
     losses, errs = [], []
@@ -149,27 +150,32 @@ def _eval_grid(model: nn.Module, x, y, directions, points, batch_size, loss_fn) 
                 loss, err = batch_loss(model, x, y, batch_size=batch_size, loss_fn=loss_fn)
                 losses.append(loss)
                 errs.append(err)
+                if on_point is not None:
+                    on_point()
     finally:
         model.train(was_training)
     return np.array(losses), np.array(errs)
 
 
 def surface_1d(model: nn.Module, x: torch.Tensor, y: torch.Tensor, direction: Direction, alphas: Sequence[float], *,
-               batch_size: int | None = None, loss_fn: LossFn | None = None) -> dict:
-    """Loss and error along ``w* + a d`` for each ``a`` in ``alphas``; the model ends unchanged."""
+               batch_size: int | None = None, loss_fn: LossFn | None = None,
+               on_point: Callable[[], object] | None = None) -> dict:
+    """Loss and error along ``w* + a d`` for each ``a`` in ``alphas``; the model ends unchanged.
+    ``on_point`` is called after each point (e.g. a progress bar's ``update``)."""
     alphas = [float(a) for a in alphas]
-    loss, err = _eval_grid(model, x, y, [direction], [(a,) for a in alphas], batch_size, loss_fn)
+    loss, err = _eval_grid(model, x, y, [direction], [(a,) for a in alphas], batch_size, loss_fn, on_point)
     return {"alphas": alphas, "loss": loss.tolist(), "err": err.tolist()}
 
 
 def surface_2d(model: nn.Module, x: torch.Tensor, y: torch.Tensor, d1: Direction, d2: Direction,
                xs: Sequence[float], ys: Sequence[float], *, batch_size: int | None = None,
-               loss_fn: LossFn | None = None) -> dict:
+               loss_fn: LossFn | None = None, on_point: Callable[[], object] | None = None) -> dict:
     """Loss and error on the grid ``w* + a d1 + b d2``; ``loss[j][i]`` is at ``(xs[i], ys[j])``
-    (rows follow ``ys``, as ``plt.contour(xs, ys, loss)`` expects)."""
+    (rows follow ``ys``, as ``plt.contour(xs, ys, loss)`` expects). ``on_point`` is called after
+    each grid point (e.g. a progress bar's ``update``: a 51x51 surface takes a while)."""
     xs, ys = [float(a) for a in xs], [float(b) for b in ys]
     points = [(a, b) for b in ys for a in xs]
-    loss, err = _eval_grid(model, x, y, [d1, d2], points, batch_size, loss_fn)
+    loss, err = _eval_grid(model, x, y, [d1, d2], points, batch_size, loss_fn, on_point)
     shape = (len(ys), len(xs))
     return {"xs": xs, "ys": ys, "loss": loss.reshape(shape).tolist(), "err": err.reshape(shape).tolist()}
 

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from torch import nn
+from tqdm.auto import tqdm
 
 from skiplib import plots
 from skiplib.data import DeviceLoader, load_cifar10, subset, to_float
@@ -111,29 +112,46 @@ def train_fc(kind: str, depth: int, lr: float, x: torch.Tensor, y: torch.Tensor,
 
 def depth_sweep(x: torch.Tensor, y: torch.Tensor, *, depths, lrs, epochs: int, kinds=("plain", "highway"),
                 gate_bias: float | dict = -2.0, verbose: bool = True, runs: dict | None = None,
-                **kw) -> tuple[dict, dict]:
+                progress: bool = True, **kw) -> tuple[dict, dict]:
     """Train every (kind, depth, lr); ``gate_bias`` is one value or a dict depth -> value.
     Returns ``(best, all_runs)``: ``best[kind, depth]`` is the run with the lowest final training
     loss (the paper's "best training loss" per configuration), ``all_runs[kind, depth, lr]`` every
     run (models of non-best runs are dropped to save memory).
-    ``runs`` (a dict) is filled with each run as it finishes, so an interrupted caller keeps them."""
+    ``runs`` (a dict) is filled with each run as it finishes, so an interrupted caller keeps them; a
+    run it holds already (e.g. read back from an interrupted sweep's partial results) is not trained
+    again. ``progress`` shows a bar over the sweep's runs."""
     best: dict = {}
     runs = {} if runs is None else runs
-    for kind in kinds:
-        for depth in depths:
-            for lr in lrs:
-                gb = gate_bias[depth] if isinstance(gate_bias, dict) else gate_bias
-                run = train_fc(kind, depth, lr, x, y, epochs=epochs, gate_bias=gb, **kw)
-                runs[kind, depth, lr] = run
-                if verbose:
-                    print(f"{kind:8s} depth {depth:3d} lr {lr:<5g} final training loss {run.final_loss:.3f} "
-                          f"({run.seconds:.1f} s)")
-                if (kind, depth) not in best or run.final_loss < best[kind, depth].final_loss:
-                    best[kind, depth] = run
-            for lr in lrs:
-                if runs[kind, depth, lr] is not best[kind, depth]:
-                    runs[kind, depth, lr].model = None
+    say = tqdm.write if progress else print  # a line above the bar, not through it
+    with tqdm(total=len(kinds) * len(depths) * len(lrs), desc="depth sweep", unit="run", disable=not progress) as bar:
+        for kind in kinds:
+            for depth in depths:
+                for lr in lrs:
+                    gb = gate_bias[depth] if isinstance(gate_bias, dict) else gate_bias
+                    if (kind, depth, lr) not in runs:
+                        runs[kind, depth, lr] = train_fc(kind, depth, lr, x, y, epochs=epochs, gate_bias=gb, **kw)
+                    run = runs[kind, depth, lr]
+                    bar.update(1)
+                    if verbose:
+                        say(f"{kind:8s} depth {depth:3d} lr {lr:<5g} final training loss {run.final_loss:.3f} "
+                            f"({run.seconds:.1f} s)")
+                    if (kind, depth) not in best or run.final_loss < best[kind, depth].final_loss:
+                        best[kind, depth] = run
+                for lr in lrs:
+                    if runs[kind, depth, lr] is not best[kind, depth]:
+                        runs[kind, depth, lr].model = None
     return best, runs
+
+
+def finished_runs(previous: dict) -> dict:
+    """The runs of a ``highway-depth`` partial result as :class:`FCRun` objects keyed (kind, depth, lr),
+    with their loss curves and without models, so that :func:`depth_sweep` skips them."""
+    out = {}
+    for r in previous.get("runs", []):
+        curve = r["train_loss"]
+        history = None if curve is None else History([{"epoch": i + 1, "train_loss": v} for i, v in enumerate(curve)])
+        out[r["kind"], r["depth"], r["lr"]] = FCRun(r["kind"], r["depth"], r["lr"], history, None, 0.0)
+    return out
 
 
 def best_runs(runs: dict) -> dict:
@@ -203,7 +221,7 @@ def main(args) -> int:
     writes ``results/highway-depth-<profile>.json`` (best training loss per family and depth, every run's
     final loss and loss curve, provenance)."""
     from skiplib.profile import get_profile
-    from skiplib.results import check_outputs, git_commit, provenance, save_partial, save_result
+    from skiplib.results import check_outputs, git_commit, load_partial, provenance, reusable_partial, save_partial, save_result
 
     torch.set_flush_denormal(True)  # deep plain nets produce denormals, which are very slow on CPUs
     profile = get_profile(args.profile)
@@ -213,12 +231,12 @@ def main(args) -> int:
     name = f"highway-depth-{profile.name}" + (f"-{args.tag}" if getattr(args, "tag", None) else "")
     check_outputs(args.out_dir, checkpoints=False)  # before minutes of training, not after (no checkpoints here)
     runs, source, t0, commit = {}, "not loaded yet", time.perf_counter(), git_commit()
+    stored = {k: (v if not isinstance(v, dict) else {str(d): b for d, b in v.items()}) for k, v in cfg.items()}
 
     def payload(seconds: float) -> dict:
         return {
             "experiment": "highway-depth",
-            "config": {k: (v if not isinstance(v, dict) else {str(d): b for d, b in v.items()})
-                       for k, v in cfg.items()},
+            "config": stored,
             "best": {f"{k}{d}": {"lr": r.lr, "final_train_loss": _finite(r.final_loss)}
                      for (k, d), r in best_runs(runs).items()},
             "runs": [{"kind": r.kind, "depth": r.depth, "lr": r.lr, "final_train_loss": _finite(r.final_loss),
@@ -230,6 +248,8 @@ def main(args) -> int:
     try:
         x, y, source = flat_cifar10(cfg["fc_train_subset"], cfg["fc_image_size"], seed=cfg["seed"],
                                     allow_synthetic=profile.allow_synthetic)
+        previous = reusable_partial(load_partial(name, args.out_dir), stored, source)
+        runs.update(finished_runs(previous) if previous else {})  # an interrupted sweep's runs are not trained again
         t0 = time.perf_counter()
         depth_sweep(x, y, depths=cfg["depths"], lrs=cfg["fc_lrs"], epochs=cfg["fc_epochs"],
                     gate_bias=cfg["fc_gate_bias"], batch_size=cfg["batch_size"], momentum=cfg["momentum"],

@@ -15,13 +15,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from tqdm.auto import tqdm
 
 from skiplib import plots
 from skiplib.analysis.families import FAMILIES, compare, summarise
 from skiplib.chapters.ch01_degradation import CIFAR_TRAIN_IMAGES, profile_and_config, result_name
 from skiplib.data import cifar10_loaders
 from skiplib.profile import Profile, get_profile
-from skiplib.results import run_and_save
+from skiplib.results import load_partial, reusable_partial, run_and_save
+from skiplib.train.distributed import World, gather, shard
 
 CLASSIFIERS = ("plain", "highway", "residual", "preact", "dense")
 # how the chapter's figures and tables name and colour each family (plain warm, residual nets cool)
@@ -47,16 +49,27 @@ def config(profile: Profile) -> dict:
     return {**recipe, **sizes, "families": list(CLASSIFIERS), "profile": profile.name}
 
 
+def run_list(cfg: dict) -> list[tuple[str, int, int]]:
+    """Every run of ``cfg`` as ``(family, target depth, seed)``, in the order :func:`compare` trains them."""
+    return [(name, target, seed) for name in cfg["families"] for target in cfg["depths"] for seed in cfg["seeds"]]
+
+
 def run(cfg: dict, *, device: torch.device | str | None = None, allow_synthetic: bool = False,
-        progress: bool = False, checkpoints: bool = False, partial: dict | None = None) -> dict:
+        progress: bool = True, checkpoints: bool = False, partial: dict | None = None,
+        previous: dict | None = None, world: World | None = None) -> dict:
     """Train every family x depth x seed of ``cfg``; returns ``{"records", "summary", "info", "seconds"}``.
     With ``checkpoints`` each run checkpoints every epoch (keyed by ``cfg``, see
     :func:`skiplib.analysis.families.compare`), so an interrupted call resumes where it stopped. ``partial``
-    (a dict) receives ``"info"`` and each run's record in ``"records"`` as soon as it finishes."""
+    (a dict) receives ``"info"`` and each run's record in ``"records"`` as soon as it finishes; the records
+    of ``previous`` (such a partial result, saved as JSON, made with the same ``cfg`` and data) are taken
+    as they are instead of training those runs again. ``progress`` shows a bar over the runs (and per
+    epoch). Under torchrun (``world``) this rank trains its share of :func:`run_list` and rank 0 gets
+    every rank's records."""
     unknown = [f for f in cfg["families"] if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown families {unknown}: registered families are {', '.join(FAMILIES)}")
     device = torch.device(device) if device is not None else get_profile().device
+    world = world or World()
     partial = {} if partial is None else partial
     info = partial.setdefault("info", {})
     records = partial.setdefault("records", [])
@@ -70,11 +83,24 @@ def run(cfg: dict, *, device: torch.device | str | None = None, allow_synthetic:
         return train, test, meta
 
     fit_kwargs = {k: cfg[k] for k in ("lr", "momentum", "weight_decay", "schedule")}
+    runs = run_list(cfg)
+    key = lambda r: (r["family"], r["target_depth"], r["seed"])  # noqa: E731
+    previous = reusable_partial(previous, cfg, loaders(runs[0][2])[2]["source"]) if previous else None
+    done = {key(r): r for r in previous["records"]} if previous else {}
     t0 = time.perf_counter()
-    compare(cfg["families"], cfg["depths"], cfg["budget"], loaders=loaders, epochs=cfg["epochs"], seeds=cfg["seeds"],
-            fit_kwargs=fit_kwargs, device=device, progress=progress, checkpoints=checkpoints, data_config=cfg,
-            on_record=records.append)
-    return {"records": records, "summary": summarise(records), "info": info, "seconds": time.perf_counter() - t0}
+    mine = shard(runs, world)
+    with tqdm(total=len(mine), desc="compare runs", unit="run", disable=not progress) as bar:
+        for name, target, seed in mine:
+            if (name, target, seed) in done:  # finished before an interruption: read back, not trained again
+                records.append(done[name, target, seed])
+            else:  # one run per call, so that any run can be skipped or dealt to another rank
+                compare([name], [target], cfg["budget"], loaders=loaders, epochs=cfg["epochs"], seeds=[seed],
+                        fit_kwargs=fit_kwargs, device=device, progress=progress, checkpoints=checkpoints,
+                        data_config=cfg, on_record=records.append)
+            bar.update(1)
+    merged = {key(r): r for part in (gather(list(records), world) or [records]) for r in part}
+    ordered = [merged[r] for r in runs if r in merged]
+    return {"records": ordered, "summary": summarise(ordered), "info": info, "seconds": time.perf_counter() - t0}
 
 
 def by_family(rows: Sequence[dict], key: str) -> dict[str, tuple[list[int], np.ndarray, np.ndarray]]:
@@ -105,17 +131,31 @@ def plot_reference(result: dict, ax: Axes) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """CLI entry: run the comparison in ``args.profile`` and write ``results/compare-<profile>.json``."""
+    """CLI entry: run the comparison in ``args.profile`` and write ``results/compare-<profile>.json``
+    (under torchrun the runs are shared among the ranks and rank 0 writes it)."""
+    from skiplib.train import distributed as dist
+
     profile, cfg = profile_and_config(args, config)
+    world = dist.world_from_env()
+    device = dist.device_for(world, profile.device)
 
     def body(out: dict) -> dict:
         records = out.get("records", [])
         return {"experiment": "compare", "config": cfg, "records": records, "summary": summarise(records)}
 
-    out, path = run_and_save(
-        result_name("compare", profile, args), body=body, device=profile.device, profile=profile.name, out_dir=args.out_dir,
-        run=lambda partial: run(cfg, device=profile.device, allow_synthetic=profile.allow_synthetic, progress=True,
-                                checkpoints=True, partial=partial))
+    name = result_name("compare", profile, args)
+    dist.setup(world, device)
+    try:
+        with dist.rank_logs(world):
+            previous = load_partial(name, args.out_dir)
+            out, path = run_and_save(
+                name, body=body, device=device, profile=profile.name, out_dir=args.out_dir, world=world,
+                run=lambda partial: run(cfg, device=device, allow_synthetic=profile.allow_synthetic, progress=True,
+                                        checkpoints=True, partial=partial, previous=previous, world=world))
+    finally:
+        dist.teardown(world)
+    if not world.main:
+        return 0
     for row in out["summary"]:
         print(f"{row['family']:>9}-{row['depth']:<3} {row['params']:>8,} params: train error "
               f"{row['train_err_mean']:.1%} ± {row['train_err_std']:.1%}, test error {row['test_err_mean']:.1%}, "

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
 from torch import nn
+from tqdm.auto import tqdm
 
 from skiplib import plots
 from skiplib.analysis import ensemble as paths
@@ -103,18 +104,22 @@ def train_pair(cfg: dict, train_loader: DeviceLoader, test_loader: DeviceLoader,
                           histories=histories)
 
 
-def surfaces(models: dict, x: torch.Tensor, y: torch.Tensor, cfg: dict) -> dict:
+def surfaces(models: dict, x: torch.Tensor, y: torch.Tensor, cfg: dict, progress: bool = True) -> dict:
     """2-D loss/error surface of each model on ``cfg``'s grid, with the direction spec and the
-    seconds it took; ``{label: {"xs", "ys", "loss", "err", "directions", "seconds", "roughness"}}``."""
+    seconds it took; ``{label: {"xs", "ys", "loss", "err", "directions", "seconds", "roughness"}}``.
+    ``progress`` shows a bar over the grid points of all surfaces."""
     coords = L.grid(cfg["span"], cfg["grid_points"])
     spec = L.direction_spec(cfg["direction_seeds"])
     out = {}
-    for label, model in models.items():
-        d1, d2 = L.directions_from_spec(model, spec)
-        t0 = time.perf_counter()
-        s = L.surface_2d(model, x, y, d1, d2, coords, coords, batch_size=cfg["surface_batch"])
-        s.update(directions=spec, seconds=time.perf_counter() - t0, roughness=L.roughness(s["loss"]))
-        out[label] = s
+    with tqdm(total=len(models) * len(coords) ** 2, desc="loss surfaces", unit="point", disable=not progress) as bar:
+        for label, model in models.items():
+            d1, d2 = L.directions_from_spec(model, spec)
+            bar.set_postfix_str(label)
+            t0 = time.perf_counter()
+            s = L.surface_2d(model, x, y, d1, d2, coords, coords, batch_size=cfg["surface_batch"],
+                             on_point=lambda: bar.update(1))
+            s.update(directions=spec, seconds=time.perf_counter() - t0, roughness=L.roughness(s["loss"]))
+            out[label] = s
     return out
 
 
@@ -172,7 +177,7 @@ def run(cfg: dict, profile: Profile, progress: bool = True, checkpoints: bool = 
     models, _ = train_pair(cfg, train_loader, test_loader, device=profile.device, progress=progress,
                            checkpoints=checkpoints, data=info, histories=part["histories"])
     x, y = surface_batch(train_loader, cfg["surface_images"], seed=cfg["seed"])
-    part["surfaces"] = surfaces(models, x, y, cfg)
+    part["surfaces"] = surfaces(models, x, y, cfg, progress=progress)
     alphas = L.grid(cfg["span"], cfg["slice_points"])
     part["slices"] = {}
     for label, model in models.items():
@@ -246,7 +251,7 @@ def run_matched(cfg: dict, profile: Profile, progress: bool = True, checkpoints:
                                                      device=profile.device, label=res_label,
                                                      max_epochs=cfg["epochs"], progress=progress)
     part["matched"] = {plain_label: {"epochs": cfg["epochs"], "loss": target}, res_label: chosen, "tried": tried}
-    part["surfaces"] = surfaces(models, x, y, cfg)
+    part["surfaces"] = surfaces(models, x, y, cfg, progress=progress)
     return {**part, "histories": {k: h.records for k, h in part["histories"].items()},
             "seconds": time.perf_counter() - t0}
 

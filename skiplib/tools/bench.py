@@ -9,6 +9,9 @@
    (from a measured training rate), a T4 and an H200 (from stated assumptions), and, when a
    ``gpu-check`` report of a GPU run ships in ``results/``, 10x its measured H200 seconds as the
    T4 estimate. ``--estimates-only`` prints just this table, as Markdown.
+4. Training images/s of ResNet-20/56/110 train steps (32x32, batch 128) measured on this CPU, and
+   the estimated time of Chapter 1's paper preset (He et al.'s 64k iterations) per net on this CPU
+   and on one GPU (from counted FLOPs: :mod:`skiplib.chapters.ch01_paper`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 
 from skiplib.analysis.families import count_flops
 from skiplib.chapters import ch01_degradation as degradation
+from skiplib.chapters import ch01_paper as paper
 from skiplib.data import DeviceLoader, cifar10_loaders
 from skiplib.models import create_model
 from skiplib.profile import get_profile, seed_everything
@@ -120,6 +124,28 @@ def cpu_training_rate(steps: int = 6, batch: int = 128, model_name: str = "resne
     flops = 3 * count_flops(model, (3, 32, 32)) * steps * batch
     return {"flops_per_s": flops / seconds, "img_per_s": steps * batch / seconds, "model": model_name,
             "batch": batch, "threads": torch.get_num_threads()}
+
+
+PAPER_NETS = ("resnet20", "resnet56", "resnet110")
+
+
+def paper_preset_lines(nets: tuple[str, ...] = PAPER_NETS, steps: int = 3) -> list[str]:
+    """Measured training images/s of each net on this CPU, and the paper preset's estimated hours per
+    net (one run of 64k iterations) on this CPU and on one T4 / H200."""
+    cfg = paper.paper_config(get_profile("gpu", device="cpu"))
+    lines = [f"training steps on this CPU ({torch.get_num_threads()} threads, 32x32, batch {cfg['batch_size']}, "
+             f"fastest of {steps} steps after a warm-up), and the paper preset's time per net ({cfg['iterations']} "
+             "iterations + a test pass per epoch): ESTIMATED from counted FLOPs, the CPU column at the rate measured "
+             f"for that net, the GPU columns at an assumed {paper.T4_FLOPS / 1e12:g} TFLOP/s (T4) and "
+             f"{paper.H200_SPEEDUP:g}x that (H200), plus per-layer host overhead",
+             f"  {'net':>9} {'img/s':>8} {'GFLOP/s':>8} {'CPU, est.':>10} {'T4, est.':>10} {'H200, est.':>10}"]
+    for name in nets:
+        rate = paper.measure_rate(32, cfg["batch_size"], steps, "cpu", name=name)
+        fwd, _ = paper.net_stats(name, 32)
+        e = paper.estimate(cfg, [name], rate)[name]
+        lines.append(f"  {name:>9} {rate / (3 * fwd):>8.0f} {rate / 1e9:>8.1f} {e['here'] / 3600:>8.1f} h "
+                     f"{e['t4'] / 3600:>8.2f} h {e['h200'] / 3600:>8.2f} h")
+    return lines
 
 
 def _chapter_of(name: str) -> int | None:
@@ -257,6 +283,8 @@ def main(args) -> int:
         print(f"fit() vs bare loop, {r['model']} at {r['image_size']}x{r['image_size']}, batch {r['batch_size']}, "
               f"{r['device']}, {r['data']}")
         print(f"  fit: {r['fit']:.0f} img/s   bare loop: {r['bare']:.0f} img/s   ratio fit/bare: {r['ratio']:.3f}")
+        print()
+        print("\n".join(paper_preset_lines()))
         print()
     rate = cpu_training_rate()
     report = load_result("gpu-check")

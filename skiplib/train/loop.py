@@ -3,7 +3,8 @@
 ``fit`` is a plain SGD loop made safe for learners: a ``tqdm.auto`` progress bar, one
 history record per epoch, a checkpoint after every epoch that a second call resumes from
 (a Colab disconnect loses at most one epoch, and the resumed run gives the same numbers),
-AMP on CUDA and channels_last on CUDA and CPU. Training error is averaged over the epoch's batches in
+AMP on CUDA (bf16 where the GPU has it, else fp16 with a gradient scaler; the CPU trains in fp32),
+channels_last on CUDA and CPU, and an optional ``torch.compile``. Training error is averaged over the epoch's batches in
 train mode with augmentation, as in He et al.'s curves; test error is measured in eval mode.
 
 :func:`~skiplib.train.checkpoints.checkpoint_dir` and :func:`~skiplib.train.checkpoints.run_checkpoint`
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +29,7 @@ from tqdm.auto import tqdm
 from skiplib.checks import check_positive_ints
 from skiplib.profile import default_device
 from skiplib.train.checkpoints import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
-
-SCHEDULES = ("onecycle", "cosine", "constant")
+from skiplib.train.schedule import SCHEDULES, Warmup, WarmupState, check_lr_steps, lr_at
 
 
 @dataclass
@@ -59,17 +60,12 @@ class History:
         return cls(records=list(d["records"]))
 
 
-def _lr_at(schedule: str, lr: float, step: int, total: int) -> float:
-    """Learning rate at optimiser step ``step`` of ``total`` (one-cycle: 25% warm-up, cosine down)."""
-    if schedule == "constant":
-        return lr
-    t = step / max(total, 1)
-    if schedule == "cosine":
-        return 0.5 * lr * (1 + math.cos(math.pi * t))
-    warm = 0.25
-    if t < warm:
-        return lr * (0.1 + 0.9 * t / warm)
-    return 0.5 * lr * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """The autocast dtype on ``device``: bfloat16 on CUDA GPUs that compute in it natively (Ampere and
+    later: no gradient scaler needed), float16 on older ones (a T4), bfloat16 elsewhere (AMP is off there)."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        return torch.float16
+    return torch.bfloat16
 
 
 def evaluate(model: nn.Module, loader, device: str | torch.device | None = None, *, amp: bool | None = None) -> dict:
@@ -77,13 +73,14 @@ def evaluate(model: nn.Module, loader, device: str | torch.device | None = None,
     ``amp`` (autocast) defaults to on for CUDA only."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     amp = device.type == "cuda" if amp is None else amp
+    dtype = amp_dtype(device) if amp and device.type == "cuda" else None
     was_training = model.training
     model.eval()
     total_loss, wrong, n = 0.0, 0, 0
     with torch.no_grad():
         for x, y in loader:
             x, y = x.to(device), y.to(device)
-            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(x)
             total_loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
             wrong += (logits.argmax(1) != y).sum().item()
@@ -99,7 +96,7 @@ def fit(
     train_loader,
     test_loader=None,
     *,
-    epochs: int,
+    epochs: int | None = None,
     lr: float = 0.1,
     momentum: float = 0.9,
     nesterov: bool = True,
@@ -112,8 +109,13 @@ def fit(
     progress: bool = True,
     desc: str | None = None,
     data: dict | None = None,
+    iterations: int | None = None,
+    lr_steps: Sequence[int] = (),
+    warmup: Warmup | dict | None = None,
+    compile: bool = False,
 ) -> History:
-    """Train ``model`` with SGD for ``epochs`` epochs and return its per-epoch :class:`History`.
+    """Train ``model`` with SGD for ``epochs`` epochs (or ``iterations`` optimiser steps) and return
+    its per-epoch :class:`History`.
 
     ``train_loader`` yields (x, y) batches and has ``len``; if it also has ``state_dict`` /
     ``load_state_dict`` (as :class:`skiplib.data.DeviceLoader` does), its shuffling state is
@@ -124,59 +126,89 @@ def fit(
     layout, the recipe, ``data``, the skiplib version) and one made for another run is refused with
     a ValueError naming each difference. ``data`` describes the training data, e.g. the info dict of
     :func:`skiplib.data.cifar10_loaders` with the loaders' seed (``{**info, "seed": seed}``).
-    ``amp`` defaults to on for CUDA only; ``channels_last`` to on for CUDA and CPU (oneDNN's
-    convolutions skip a layout reorder with it: about 20% faster on 2 CPU cores).
+    ``amp`` defaults to on for CUDA only (bf16, or fp16 with a gradient scaler on GPUs without bf16:
+    :func:`amp_dtype`); ``channels_last`` to on for CUDA and CPU (oneDNN's convolutions skip a layout
+    reorder with it: about 20% faster on 2 CPU cores). ``compile`` trains through ``torch.compile(model)``
+    (the checkpoint holds the plain model's weights either way).
+
+    He et al.'s recipe (Chapter 1's paper preset): ``iterations`` stops after that many optimiser
+    steps (the last epoch may be cut short; each record then has ``step``, the steps done),
+    ``schedule="multistep"`` divides lr by 10 at each of ``lr_steps`` (iterations), and ``warmup`` (a
+    :class:`~skiplib.train.schedule.Warmup` or its dict) trains at a small lr until the training error
+    falls below a threshold (records then have ``warmup_steps``).
     """
-    check_positive_ints(epochs=epochs)
+    if (epochs is None) == (iterations is None):
+        raise ValueError(f"fit needs epochs or iterations, exactly one of them; got epochs={epochs!r}, "
+                         f"iterations={iterations!r}")
+    check_positive_ints(**({"epochs": epochs} if iterations is None else {"iterations": iterations}))
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}: allowed values are {', '.join(SCHEDULES)}")
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
+    warm = Warmup.parse(warmup)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batches (is the subset smaller than the batch size with drop_last?)")
+    if iterations is not None:
+        epochs = -(-iterations // steps_per_epoch)
+    total_steps = iterations if iterations is not None else epochs * steps_per_epoch
+    lr_steps = check_lr_steps(schedule, lr_steps, total_steps)
     device = torch.device(device) if device is not None else default_device()
     amp = device.type == "cuda" if amp is None else amp
+    dtype = amp_dtype(device) if amp and device.type == "cuda" else None
     channels_last = device.type in ("cuda", "cpu") if channels_last is None else channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    # bf16 has float32's range: only fp16 needs its loss scaled
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     history, start_epoch = History(), 0
+    warm_state = WarmupState(warm) if warm is not None else None
 
     path = Path(checkpoint) if checkpoint is not None else None
     recipe = {"optimizer": "SGD", "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
               "schedule": schedule, "epochs": epochs, "steps_per_epoch": steps_per_epoch}
+    # only what a run sets: the recipes (and checkpoints) of the chapters' epoch-based runs stay as they were
+    recipe.update({k: v for k, v in (("iterations", iterations), ("lr_steps", list(lr_steps)),
+                                     ("warmup", warm.to_dict() if warm else None)) if v})
     fp = fingerprint(model, recipe, data)  # before training: a bad ``data`` fails at once
     state = load_checkpoint(path, fp, progress)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        if state["scaler"]:  # empty when saved without AMP (e.g. on the CPU): nothing to restore
+        if state["scaler"]:  # empty when saved without fp16 AMP (e.g. on the CPU): nothing to restore
             scaler.load_state_dict(state["scaler"])
         history = History.from_dict(state["history"])
         start_epoch = len(history)
         if hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(state["loader"])
+        if warm_state is not None:
+            warm_state.load_state_dict(state["warmup"])
         restore_rng(state, device)
 
-    total_steps = epochs * steps_per_epoch
+    step_model = torch.compile(model) if compile else model  # shares the parameters: the optimiser sees them
     for epoch in range(start_epoch, epochs):
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         wrong = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        bar = tqdm(train_loader, desc=f"{desc or 'fit'} {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        first = epoch * steps_per_epoch
+        n_steps = min(steps_per_epoch, total_steps - first)
+        bar = tqdm(train_loader, desc=f"{desc or 'fit'} {epoch + 1}/{epochs}", disable=not progress, leave=False,
+                   total=n_steps)
         for i, (x, y) in enumerate(bar):
-            step_lr = _lr_at(schedule, lr, epoch * steps_per_epoch + i, total_steps)
+            if i == n_steps:  # ``iterations`` ends inside this epoch
+                break
+            warming = warm_state is not None and not warm_state.done
+            step_lr = warm.lr if warming else lr_at(schedule, lr, first + i, total_steps, lr_steps)
             for g in opt.param_groups:
                 g["lr"] = step_lr
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-                logits = model(x)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = step_model(x)
                 loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -184,8 +216,11 @@ def fit(
             scaler.update()
             # accumulate on the device: no host sync per batch
             loss_sum += loss.detach() * y.numel()
-            wrong += (logits.detach().argmax(1) != y).sum()
+            batch_wrong = (logits.detach().argmax(1) != y).sum()
+            wrong += batch_wrong
             seen += y.numel()
+            if warming:  # a host sync per step, only for the few hundred warm-up steps
+                warm_state.update(batch_wrong.item() / y.numel())
         record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_err": wrong.item() / seen}
         if not math.isfinite(record["train_loss"]):
             raise FloatingPointError(f"training diverged in epoch {epoch + 1} (loss {record['train_loss']}); try a lower lr")
@@ -193,6 +228,10 @@ def fit(
             ev = evaluate(model, test_loader, device)
             record.update(test_loss=ev["loss"], test_err=ev["err"])
         record.update(lr=step_lr, seconds=time.perf_counter() - t0)
+        if iterations is not None or schedule == "multistep":
+            record["step"] = first + n_steps
+        if warm_state is not None:
+            record["warmup_steps"] = warm_state.steps
         history.records.append(record)
         if path is not None:
             save_checkpoint(path, {
@@ -203,6 +242,7 @@ def fit(
                 "scaler": scaler.state_dict(),
                 "history": history.to_dict(),
                 "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
+                **({"warmup": warm_state.state_dict()} if warm_state is not None else {}),
                 **rng_state(device),
             })
     return history
