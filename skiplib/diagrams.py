@@ -163,3 +163,110 @@ def unet(depth: int = 4, base: int = 64) -> Figure:
     ax.text(depth + 0.5, -0.6, "bottleneck", ha="center", color="0.3")
     ax.text(-0.6, depth + 0.55, "resolution", ha="right", fontsize=9, color="0.4")
     return fig
+
+
+def dense_block(in_channels: int = 16, growth_rate: int = 12, layers: int = 4) -> Figure:
+    """Chapter 5: a dense block. Every layer H_l reads the concatenation of the block input and all
+    earlier outputs (one arrow per connection, ``layers * (layers + 1) / 2`` of them) and adds
+    ``growth_rate`` maps; the bar below each layer shows the channels it reads, k0 + (l-1) k."""
+    for name, value in (("in_channels", in_channels), ("growth_rate", growth_rate), ("layers", layers)):
+        _check_depth(name, value)
+    fig, ax = plt.subplots(figsize=(1.7 * layers + 2.6, 4.4))
+    ax.set_xlim(-0.8, layers + 0.9)
+    ax.set_ylim(-2.3, 2.6)
+    ax.axis("off")
+    box = dict(boxstyle="round,pad=0.35", fc=_BLUE_FACE, ec=_BLUE)
+    maps = dict(boxstyle="round,pad=0.3", fc=_GREEN_FACE, ec=_GREEN)
+    ax.text(0, 0, f"$x_0$\n{in_channels} ch", ha="center", va="center", bbox=maps)
+    widest = in_channels + layers * growth_rate
+    for ell in range(1, layers + 1):
+        ax.text(ell, 0, f"$H_{{{ell}}}$", ha="center", va="center", bbox=box, fontsize=12)
+        ax.text(ell + 0.42, -0.55, f"$x_{{{ell}}}$: {growth_rate}", ha="center", fontsize=8, color=_GREEN)
+        for src in range(ell):  # one arc from every earlier map into H_l: the concatenation
+            ax.annotate("", xy=(ell - 0.12, 0.25), xytext=(src + 0.1, 0.3),
+                        arrowprops=dict(arrowstyle="->", color=_RED, lw=1.1, shrinkA=6, shrinkB=4,
+                                        connectionstyle=f"arc3,rad={-0.25 - 0.08 * (ell - src)}"))
+        reads = in_channels + (ell - 1) * growth_rate
+        ax.add_patch(plt.Rectangle((ell - 0.3, -2.0), 0.6, 1.2 * reads / widest, fc=_RED_FACE, ec=_RED))
+        ax.text(ell, -2.0 + 1.2 * reads / widest + 0.08, f"{reads}", ha="center", fontsize=8)
+    ax.text(-0.7, -1.6, "channels\nread", fontsize=8, color="0.4")
+    ax.text(layers / 2 + 0.5, 2.35, "concatenate: every earlier map feeds every later layer", color=_RED,
+            ha="center")
+    ax.text(layers + 0.75, 0, f"out: {widest} ch", ha="left", va="center", fontsize=9, rotation=90)
+    return fig
+
+
+def resnet_stages(blocks: tuple[int, ...] = (3, 4, 6, 3), widths: tuple[int, ...] = (64, 128, 256, 512),
+                  image_size: int = 224) -> Figure:
+    """Chapter 4: the stage map of an ImageNet ResNet (defaults: ResNet-34). The stem shrinks the
+    image fourfold; each stage is a row of residual blocks (one square each) at one resolution and
+    width; the first block of stages 2-4 halves the resolution through a projection shortcut."""
+    if len(blocks) != len(widths) or not blocks:
+        raise ValueError(f"blocks and widths need one entry per stage, got {len(blocks)} and {len(widths)}")
+    for name, value in [("image_size", image_size), *((f"blocks[{i}]", b) for i, b in enumerate(blocks)),
+                        *((f"widths[{i}]", w) for i, w in enumerate(widths))]:
+        _check_depth(name, value)
+    fig, ax = plt.subplots(figsize=(10, 1.1 * len(blocks) + 2.2))
+    ax.set_xlim(-0.5, max(blocks) + 5.2)
+    ax.set_ylim(-len(blocks) - 1.4, 1.3)
+    ax.axis("off")
+    layers = 2 * sum(blocks) + 2
+    ax.text(0, 0.6, f"ResNet-{layers}: {image_size}×{image_size} image", fontsize=11, weight="bold")
+    stem = f"stem: conv 7×7, {widths[0]}, /2 → max-pool /2 → {image_size // 4}×{image_size // 4}"
+    ax.text(0, 0, stem, bbox=dict(boxstyle="round,pad=0.3", fc="0.92", ec="0.5"))
+    size = image_size // 4
+    for s, (n, width) in enumerate(zip(blocks, widths)):
+        y = -1.1 * (s + 1)
+        if s:
+            size //= 2
+        ax.text(0, y, f"layer{s + 1}\n{width} ch, {size}×{size}", va="center", fontsize=9)
+        for b in range(n):
+            down = s > 0 and b == 0  # this block halves the resolution and doubles the width
+            ax.add_patch(plt.Rectangle((2.2 + b, y - 0.35), 0.8, 0.7, fc=_RED_FACE if down else _BLUE_FACE,
+                                       ec=_RED if down else _BLUE, lw=1.2))
+            ax.text(2.6 + b, y, "/2" if down else "", ha="center", va="center", fontsize=8, color=_RED)
+        ax.text(2.4 + max(blocks), y, f"{n} blocks × 2 conv 3×3", va="center", fontsize=9, color="0.3")
+    ax.text(0, -1.1 * (len(blocks) + 1), f"global average pool → fc {widths[-1]} → 1000 classes",
+            bbox=dict(boxstyle="round,pad=0.3", fc="0.92", ec="0.5"))
+    ax.text(max(blocks) + 2.4, 0.6, "■ block with projection shortcut (/2)", color=_RED, fontsize=8)
+    return fig
+
+
+def unrolled_paths(n_blocks: int = 3) -> Figure:
+    """Chapter 8: Veit et al.'s unrolled view. Left: ``n_blocks`` residual blocks in a row. Right: the
+    ``2 ** n_blocks`` paths they contain, one row each, filled where the path goes through a branch
+    F_i and hollow where it takes the shortcut; rows are grouped by path length k."""
+    _check_depth("n_blocks", n_blocks)
+    if n_blocks > 6:
+        raise ValueError(f"n_blocks must be at most 6 (64 paths fit one figure), got {n_blocks}")
+    paths = sorted(range(2**n_blocks), key=lambda p: (bin(p).count("1"), p))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.42 * len(paths) + 1.6), width_ratios=[1, 1.3])
+    for ax in (left, right):
+        ax.axis("off")
+    left.set_xlim(-0.5, n_blocks + 0.5)
+    left.set_ylim(-1.5, 1.5)
+    for i in range(n_blocks):
+        left.text(i + 0.5, 0.6, f"$F_{{{i + 1}}}$", ha="center", va="center", fontsize=12,
+                  bbox=dict(boxstyle="round,pad=0.35", fc=_BLUE_FACE, ec=_BLUE))
+        left.annotate("", xy=(i + 1, 0), xytext=(i, 0), arrowprops=dict(arrowstyle="->", color=_RED, lw=1.6))
+        branch = dict(arrowstyle="->", color=_BLUE, lw=1.2, shrinkA=4, shrinkB=9)
+        left.annotate("", xy=(i + 0.5, 0.6), xytext=(i, 0), arrowprops=branch)  # into the branch F_i ...
+        left.annotate("", xy=(i + 1, 0), xytext=(i + 0.5, 0.6), arrowprops=branch)  # ... and added back
+        left.text(i + 1, 0, "$+$", ha="center", va="center", bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="k"))
+    left.text(0, -0.35, "$x_0$", ha="center")
+    left.text(n_blocks, -0.35, f"$x_{{{n_blocks}}}$", ha="center")
+    left.set_title(f"{n_blocks} residual blocks: $x_{{i}} = x_{{i-1}} + F_i(x_{{i-1}})$")
+    right.set_xlim(-1.6, n_blocks + 0.8)
+    right.set_ylim(len(paths), -1)
+    for row, p in enumerate(paths):
+        k = bin(p).count("1")
+        right.plot([0, n_blocks - 1], [row, row], color="0.7", lw=1, zorder=0)
+        for i in range(n_blocks):
+            used = bool(p >> i & 1)
+            right.scatter(i, row, s=160, marker="s", zorder=1, color=_BLUE if used else "white", edgecolors=_BLUE)
+        right.text(n_blocks - 0.4, row, f"k = {k}", va="center", fontsize=9)
+    right.set_xticks([])
+    for i in range(n_blocks):
+        right.text(i, -0.8, f"$F_{{{i + 1}}}$", ha="center")
+    right.set_title(f"unrolled: {2**n_blocks} paths (filled: through $F_i$, hollow: shortcut)")
+    return fig

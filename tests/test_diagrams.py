@@ -118,3 +118,83 @@ def test_diagrams_import_nothing_from_skiplib_but_plots():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert {m for m in imported if m.startswith("skiplib")} <= {"skiplib.plots"}
+
+
+def inked(fig: Figure) -> float:
+    """The share of pixels that differ from the figure's background: an empty drawing gives 0."""
+    import numpy as np
+
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    return float((rgba[..., :3] != rgba[0, 0, :3]).any(axis=-1).mean())
+
+
+def arrows(fig: Figure, color: str) -> int:
+    """Annotations drawn as arrows of one colour (the diagrams' connections)."""
+    return sum(1 for a in fig.axes[0].texts if getattr(a, "arrow_patch", None) is not None
+               and matplotlib.colors.same_color(a.arrow_patch.get_edgecolor(), color))
+
+
+@pytest.mark.parametrize("layers", [1, 4, 6])
+def test_dense_block_draws_one_arrow_per_connection_and_the_channel_growth(layers):
+    fig = diagrams.dense_block(16, 12, layers)
+    try:
+        assert inked(fig) > 0.01
+        assert arrows(fig, diagrams._RED) == layers * (layers + 1) // 2  # H_l reads x_0 ... x_{l-1}
+        bars = [p for p in fig.axes[0].patches if isinstance(p, matplotlib.patches.Rectangle)]
+        reads = [16 + (ell - 1) * 12 for ell in range(1, layers + 1)]
+        assert [round(b.get_height() * (16 + layers * 12) / 1.2) for b in bars] == reads
+        assert all(str(r) in texts(fig) for r in reads)
+        assert f"out: {16 + layers * 12} ch" in texts(fig)
+    finally:
+        plt.close(fig)
+
+
+def test_resnet_stages_matches_resnet34():
+    from skiplib.models.imagenet import resnet34
+
+    net = resnet34()
+    blocks = tuple(len(getattr(net, f"layer{i}")) for i in range(1, 5))
+    widths = tuple(getattr(net, f"layer{i}")[0].conv1.out_channels for i in range(1, 5))
+    fig = diagrams.resnet_stages(blocks, widths)
+    try:
+        assert inked(fig) > 0.01
+        squares = [p for p in fig.axes[0].patches if isinstance(p, matplotlib.patches.Rectangle)]
+        assert len(squares) == sum(blocks) == 16
+        down = [p for p in squares if matplotlib.colors.same_color(p.get_edgecolor(), diagrams._RED)]
+        assert len(down) == 3  # the first block of layer2, layer3 and layer4 halves the resolution
+        labels = texts(fig)
+        assert "ResNet-34: 224×224 image" in labels
+        assert "layer4\n512 ch, 7×7" in labels
+    finally:
+        plt.close(fig)
+
+
+def test_resnet_stages_refuses_mismatched_stages():
+    with pytest.raises(ValueError, match="one entry per stage"):
+        diagrams.resnet_stages((3, 4), (64,))
+    with pytest.raises(ValueError, match=r"blocks\[1\] must be a positive int"):
+        diagrams.resnet_stages((3, 0), (64, 128))
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+def test_unrolled_paths_shows_every_path_once_grouped_by_length(n):
+    import math
+
+    fig = diagrams.unrolled_paths(n)
+    try:
+        assert inked(fig) > 0.01
+        right = fig.axes[1]
+        marks = [c for c in right.collections]
+        assert len(marks) == n * 2**n  # one square per block per path
+        lengths = [t.get_text() for t in right.texts if t.get_text().startswith("k = ")]
+        assert lengths == [f"k = {k}" for k in range(n + 1) for _ in range(math.comb(n, k))]
+    finally:
+        plt.close(fig)
+
+
+def test_unrolled_paths_refuses_too_many_blocks():
+    with pytest.raises(ValueError, match="at most 6"):
+        diagrams.unrolled_paths(7)
+    with pytest.raises(ValueError, match="n_blocks must be a positive int"):
+        diagrams.unrolled_paths(0)
