@@ -244,8 +244,10 @@ def main(args: argparse.Namespace) -> int:
                 for label, h in out["histories"].items():
                     print(f"{label:>10}: final train error {h.last['train_err']:.1%}, test error {h.last['test_err']:.1%}")
                 print(f"wrote {path}")
-    finally:
-        dist.teardown(world)
+    except BaseException:
+        dist.teardown(world, wait=False)  # the other ranks may never reach the barrier
+        raise
+    dist.teardown(world)
     return 0
 
 

@@ -152,8 +152,10 @@ def main(args: argparse.Namespace) -> int:
                 name, body=body, device=device, profile=profile.name, out_dir=args.out_dir, world=world,
                 run=lambda partial: run(cfg, device=device, allow_synthetic=profile.allow_synthetic, progress=True,
                                         checkpoints=True, partial=partial, previous=previous, world=world))
-    finally:
-        dist.teardown(world)
+    except BaseException:
+        dist.teardown(world, wait=False)  # the other ranks may never reach the barrier
+        raise
+    dist.teardown(world)
     if not world.main:
         return 0
     for row in out["summary"]:
