@@ -65,7 +65,8 @@ def plot_curves(histories: Mapping[str, object], key: str = "train_err", ax=None
 
 
 def show_reference(name: str, draw: Callable[[dict, object], object], *, ncols: int = 1,
-                   figsize: tuple[float, float] | None = None, **subplots_kw) -> dict | None:
+                   figsize: tuple[float, float] | None = None, glue_name: str | None = None,
+                   **subplots_kw) -> dict | None:
     """Show the committed reference run ``name`` (``results/<name>.json``) below a chapter's live run.
 
     Where skiplib ships no such run, print what is missing and how to make it
@@ -73,16 +74,35 @@ def show_reference(name: str, draw: Callable[[dict, object], object], *, ncols: 
     ``ncols`` axes (``subplots_kw`` go to ``plt.subplots``), let ``draw(result, axes)`` plot the run
     on them (``axes`` as ``plt.subplots`` gives it: one Axes, or an array for ``ncols > 1``), caption
     the figure with the run's provenance, show it and return the result. Chapters 1, 7 and 8.
+
+    With ``glue_name`` the figure is glued under that name instead of shown, for a numbered
+    ``glue:figure`` with a caption; a missing run then glues a figure that says what is missing,
+    so the page's figure and caption still stand.
     """
     result, note = reference_run(name)
     if result is None:
         print(note)
+        if glue_name is not None:
+            fig, ax = plt.subplots(figsize=(7, 1.2))
+            ax.axis("off")
+            ax.text(0, 0.5, note, fontsize=9, va="center", wrap=True)
+            _glue_figure(glue_name, fig)
         return None
     fig, axes = plt.subplots(1, ncols, figsize=figsize or (5.5 * ncols, 4.0), **subplots_kw)
     draw(result, axes)
     fig.suptitle(note, fontsize=10)
-    plt.show()
+    if glue_name is None:
+        plt.show()
+    else:
+        _glue_figure(glue_name, fig)
     return result
+
+
+def _glue_figure(name: str, fig) -> None:
+    from skiplib.glue import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)
 
 
 def plot_grad_norms(norms: Mapping[str, Mapping[str, float]], ax=None, *, logy: bool = True):
