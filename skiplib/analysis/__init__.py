@@ -10,4 +10,6 @@ blocks naive vs memory-efficient (Chapter 5). ``reuse``: feature reuse in a Dens
 cutting one connection of a dense block at a time (Chapter 5). ``families``: every skip family at one parameter
 budget, trained in one harness (Chapter 7). ``stream``: the Transformer's residual stream: gradient
 norms per layer, the stream's norm, its exact split into the layers' contributions, one-layer lesions (Chapter 9).
+``variance``: the signal's size after each block of a residual stack at initialisation; norm-free blocks, Fixup, SkipInit
+(Chapter 2).
 """

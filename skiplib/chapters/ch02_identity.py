@@ -15,7 +15,19 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from skiplib import plots
+from skiplib.analysis.variance import KINDS
 from skiplib.profile import Profile
+
+# the runs of the training section: what each net is, and its colour (no BN warm, with BN cool)
+NORM_FREE_RUNS: dict[str, tuple[str, str]] = {
+    "he": ("no BN, He init", plots.PALETTE["plain"][0]),
+    "skipinit": ("no BN, SkipInit", plots.PALETTE["other"][1]),
+    "fixup": ("no BN, Fixup", plots.PALETTE["other"][0]),
+    "bn": ("batch norm (standard ResNet)", plots.PALETTE["resnet"][0]),
+}
+_KIND_STYLE = {"he": (plots.PALETTE["plain"][0], "-"), "bn": (plots.PALETTE["resnet"][0], "-"),
+               "fixup_scale": (plots.PALETTE["other"][1], "-"), "zero_gamma": (plots.PALETTE["resnet"][4], "-"),
+               "skipinit": (plots.PALETTE["other"][0], "--"), "fixup": (plots.PALETTE["other"][2], ":")}
 
 
 def config(profile: Profile) -> dict:
@@ -41,6 +53,14 @@ def config(profile: Profile) -> dict:
                     gpu=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3)),
         "noise_images": p(smoke=256, cpu=2_000, gpu=5_000),
         "shrink_points": p(smoke=6, cpu=25, gpu=25),
+        # signal size at initialisation: a stack of `var_depth` blocks of width 16 on `var_images` images
+        "var_depth": p(smoke=32, cpu=128, gpu=128),
+        "var_images": p(smoke=16, cpu=64, gpu=64),
+        # then a short training of ResNet-`nf_depth` with and without batch norm (``NORM_FREE_RUNS``)
+        "nf_depth": p(smoke=20, cpu=32, gpu=110),
+        "nf_train": p(smoke=256, cpu=4_000, gpu=10_000),
+        "nf_epochs": p(smoke=1, cpu=2, gpu=3),
+        "nf_runs": p(smoke=("he", "fixup", "bn"), cpu=("he", "fixup", "bn"), gpu=("he", "skipinit", "fixup", "bn")),
     }
 
 
@@ -145,3 +165,40 @@ def identity_verdict(ks: Sequence[int], fits: Mapping[str, Sequence[Mapping[str,
             "He-initialised branches adds its own output to the signal, and the same training does not "
             "bring them back: a deep residual stack is near the identity only if its branches start near "
             "zero, which is what the zero-initialised last batch norm below arranges.")
+
+
+def plot_variance(profiles: Mapping[str, Sequence[float]]) -> Figure:
+    """Figure 2.7: the mean square of the signal after each block, at initialisation, one line per
+    kind of :data:`skiplib.analysis.variance.KINDS` (log scale; index 0 is the stack's input)."""
+    unknown = set(profiles) - set(KINDS)
+    if unknown or not profiles:
+        raise ValueError(f"profiles needs kinds among {list(KINDS)}, got {sorted(profiles)}")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for kind, values in profiles.items():
+        color, ls = _KIND_STYLE[kind]
+        ax.plot(np.arange(len(values)), values, ls, color=color, lw=2 if ls == "-" else 2.5, label=KINDS[kind])
+    ax.set_yscale("log")
+    ax.set_xlabel("block $l$ (0: the stack's input)")
+    ax.set_ylabel("mean square of the signal after block $l$")
+    ax.set_title("A residual stack at initialisation")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def norm_free_verdict(results: Mapping[str, Mapping[str, float]], chance: float) -> str:
+    """The sentence after the training runs, from their results: ``results[name]`` holds
+    ``diverged`` and, for a run that did not diverge, its last-epoch ``loss``; a run "trains" when
+    that loss is below ``chance`` (ln 10 for CIFAR-10)."""
+    unknown = set(results) - set(NORM_FREE_RUNS)
+    if unknown or not results:
+        raise ValueError(f"results needs runs among {list(NORM_FREE_RUNS)}, got {sorted(results)}")
+    parts = []
+    for name, r in results.items():
+        label = NORM_FREE_RUNS[name][0]
+        if r["diverged"]:
+            parts.append(f"{label}: diverged (the loss became NaN in the first epoch)")
+        elif r["loss"] < chance:
+            parts.append(f"{label}: trains, last-epoch loss {r['loss']:.3f}")
+        else:
+            parts.append(f"{label}: did not diverge but stalled at a loss of {r['loss']:.3f}, not below chance")
+    return "; ".join(parts) + "."

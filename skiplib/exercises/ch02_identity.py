@@ -1,17 +1,21 @@
-"""Check for Chapter 2's coding exercise: the Dirac (identity) initialisation of a conv layer.
+"""Checks for Chapter 2's coding exercises: the Dirac (identity) initialisation of a conv layer,
+and Fixup's rescaling of a stack of residual branches.
 
-``check_dirac_init(fn)`` tries the learner's ``fn`` on several conv layers, prints what is
-right and what is not, and returns True/False. It never raises on a learner's mistake.
+``check_dirac_init(fn)`` tries the learner's ``fn`` on several conv layers, ``check_fixup_init(fn)``
+on several stacks of :class:`~skiplib.analysis.variance.NormFreeBlock`; each prints what is right
+and what is not, and returns True/False. Neither raises on a learner's mistake.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from skiplib.analysis.variance import NormFreeBlock
 from skiplib.exercises._runner import run_checks
 
 # (channels, kernel, bias): a 3x3 answer hard-coded for one shape should fail the others
@@ -101,3 +105,99 @@ def check_dirac_init(fn: Callable[[nn.Conv2d], object], *, verbose: bool = True)
         for c, k, b in _CASES
     ]
     return run_checks("Dirac initialisation", checks, verbose=verbose)
+
+
+# (blocks L, width, whether the first block halves the resolution and doubles the width):
+# different L catch a hard-coded depth, the downsampling block a code that assumes one width
+_FIXUP_CASES: tuple[tuple[int, int, bool], ...] = ((3, 4, False), (9, 3, False), (16, 4, True), (50, 2, False))
+
+
+def _fixup_stack(depth: int, width: int, down: bool) -> nn.Sequential:
+    torch.manual_seed(1000 + depth)
+    first = NormFreeBlock(width, 2 * width, 2) if down else NormFreeBlock(width, width)
+    rest = [NormFreeBlock(first.conv2.out_channels, first.conv2.out_channels) for _ in range(depth - 1)]
+    return nn.Sequential(first, *rest)
+
+
+def _conv1_problem(w: torch.Tensor, w0: torch.Tensor, depth: int) -> str | None:
+    """None if conv1 is the He weights times L^(-1/2), else why not."""
+    want = depth ** -0.5
+    r = float((w * w0).sum() / (w0 * w0).sum())  # the factor, if w is a multiple of w0
+    if not torch.allclose(w, r * w0, rtol=1e-4, atol=1e-7):
+        return ("conv1 is not the given weights times one factor: rescale the existing He weights "
+                "(conv1.weight.mul_(...)) rather than drawing new ones")
+    if math.isclose(r, want, rel_tol=1e-4):
+        return None
+    named = {1.0: "conv1 is unchanged: multiply it by L^(-1/2)",
+             0.0: ("conv1 is zero: with both convs of a branch at zero neither gets a gradient (each one's "
+                   "gradient is multiplied by the other), so the branch would never train; scale conv1 by L^(-1/2) instead"),
+             1 / depth: "conv1 was scaled by 1/L: Fixup's factor is L^(-1/(2m-2)), and with m = 2 convs that is L^(-1/2)",
+             depth ** -0.25: "conv1 was scaled by L^(-1/4): with m = 2 convs per branch the exponent is -1/(2m-2) = -1/2",
+             (2 * depth) ** -0.5: "conv1 was scaled by (2L)^(-1/2): L counts residual branches (blocks), not conv layers",
+             depth ** 0.5: "conv1 was multiplied by sqrt(L): divide by it instead"}
+    for value, message in named.items():
+        if math.isclose(r, value, rel_tol=1e-4, abs_tol=1e-9):
+            return message
+    return (f"conv1 was scaled by {r:.4g}, expected L^(-1/2) = {want:.4g} for L = {depth} blocks: "
+            "read L from len(blocks) rather than fixing it")
+
+
+def _try_fixup(fn: Callable[[nn.Sequential], object], depth: int, width: int, down: bool) -> str | None:
+    """One hidden test: None if ``fn`` applies Fixup's rule to this stack, else what is wrong."""
+    stack = _fixup_stack(depth, width, down)
+    before = [(b.conv1.weight.detach().clone(), b.conv2.weight.detach().clone()) for b in stack]
+    try:
+        returned = fn(stack)
+    except Exception as e:  # a learner's bug: report it with a hint, never raise
+        hint = "; wrap the in-place changes in `with torch.no_grad():`" if "leaf" in str(e) else ""
+        return f"your function raised {type(e).__name__}: {e}{hint}"
+    blocks = list(stack)
+    if isinstance(returned, (nn.Sequential, list, tuple)) and len(returned) == depth \
+            and all(isinstance(b, NormFreeBlock) for b in returned):
+        blocks = list(returned)  # a returned stack counts; otherwise the blocks were changed in place
+    found = []
+    for name in ("conv1", "conv2"):
+        w = getattr(blocks[0], name).weight
+        if not isinstance(w, nn.Parameter) or not w.requires_grad:
+            return f"{name}.weight must stay a trainable nn.Parameter (requires_grad=True): change it in place"
+    for i, (b, (w1, w2)) in enumerate(zip(blocks, before)):
+        if b.conv1.weight.shape != w1.shape or b.conv2.weight.shape != w2.shape:
+            return f"block {i}: a weight changed shape; only its values should change"
+        problem = _conv1_problem(b.conv1.weight.detach(), w1, depth)
+        if problem and problem not in found:
+            found.append(f"block {i}: {problem}" if i else problem)
+        w = b.conv2.weight.detach()
+        if w.abs().max() > 0:
+            if torch.allclose(w, w2 * depth ** -0.5, rtol=1e-4):
+                msg = "conv2 was rescaled too: Fixup sets the last layer of every branch to zero"
+            else:
+                msg = "conv2 must be zero: Fixup starts the last layer of every branch at 0"
+            if msg not in found:
+                found.append(msg)
+        if b.scale.item() != 1 or any(getattr(b, n).item() != 0 for n in ("bias1a", "bias1b", "bias2a", "bias2b")):
+            msg = ("the scalar multiplier must stay 1 and the scalar biases 0 (a multiplier of 0 would be "
+                   "SkipInit, not Fixup)")
+            if msg not in found:
+                found.append(msg)
+        if len(found) >= 3:
+            break
+    return "; ".join(found) or None
+
+
+def check_fixup_init(fn: Callable[[nn.Sequential], object], *, verbose: bool = True) -> bool:
+    """Grade ``fn(blocks)``, Fixup's rule for an ``nn.Sequential`` of L He-initialised
+    :class:`~skiplib.analysis.variance.NormFreeBlock`: every conv1 times L^(-1/2), every conv2 zero.
+
+    ``fn`` may change the blocks in place or return the stack. Prints a line per hidden stack and
+    returns True when every one is right.
+    """
+    if not callable(fn):
+        if verbose:
+            print(f"Fixup initialisation: expected a function taking a stack of blocks, got {type(fn).__name__}")
+        return False
+    checks = [
+        (f"{d} blocks of width {w}" + (" (the first one downsampling)" if down else ""),
+         lambda d=d, w=w, down=down: _try_fixup(fn, d, w, down))
+        for d, w, down in _FIXUP_CASES
+    ]
+    return run_checks("Fixup initialisation", checks, verbose=verbose)

@@ -21,6 +21,8 @@ from torch import nn
 
 from skiplib.analysis import families as C
 from skiplib.analysis.identity import block_stack
+from skiplib.analysis.variance import norm_free_resnet
+from skiplib.blocks.orders import ORDERS
 from skiplib.chapters import ch01_degradation as ch1
 from skiplib.chapters import ch07_comparison as ch7
 from skiplib.chapters import ch09_transformer as ch9
@@ -34,8 +36,10 @@ from skiplib.models import count_parameters, create_model
 from skiplib.models.cifar import cifar_resnet, plain_net
 from skiplib.models.densenet import cifar_densenet
 from skiplib.models.highway import HighwayCifarNet
+from skiplib.models.orders import OrderNet
 from skiplib.models.unet import UNet
 from skiplib.profile import Profile
+from skiplib.tools.token_model import TokenModel
 
 CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
 
@@ -136,8 +140,8 @@ def chapter1(profile: Profile) -> list[Job]:
 
 
 def chapter2(profile: Profile) -> list[Job]:
-    """Shallow and deep plain nets, dataset losses of the copy, zero-init curves, identity fits
-    and the noise sweep (the shrink curves and the zero-init checks are one batch each: left out)."""
+    """Shallow and deep plain nets, dataset losses of the copy, zero-init curves, identity fits, the noise
+    sweep, the short runs with and without BN (shrink curves, zero-init checks, variance stacks: left out)."""
     cfg = ch2_config(profile)
     size, b = cfg["image_size"], cfg["batch_size"]
     n, t = _n(cfg["train_subset"], CIFAR_TRAIN), _n(cfg["test_subset"], CIFAR_TEST)
@@ -157,6 +161,9 @@ def chapter2(profile: Profile) -> list[Job]:
     for k in cfg["identity_layers"]:  # block stacks fit to the identity, plain and residual, batch 32
         jobs.append(Job(f"stack{k}", f"stack{k}", lambda k=k: block_stack(16, k), (16, crop, crop),
                         2 * cfg["identity_steps"] * 32, 1, 32))
+    nf = cfg["nf_depth"]  # ResNet-nf with and without BN (a diverged run stops early, counted in full)
+    jobs += [_cifar(f"nf_{r}{nf}", size, _n(cfg["nf_train"], CIFAR_TRAIN), cfg["nf_epochs"], b, build=(
+        lambda r=r: cifar_resnet(nf) if r == "bn" else norm_free_resnet(nf, r)), key=f"{r}{nf}") for r in cfg["nf_runs"]]
     return jobs
 
 
@@ -181,12 +188,15 @@ def chapter3(profile: Profile) -> list[Job]:
 
 
 def chapter4(profile: Profile) -> list[Job]:
-    """Plain vs residual training (the gradient probes are one batch each and the ResNet-34
-    summaries and comparisons run on the CPU at batch 1-2: left out)."""
+    """Plain vs residual training and the five activation orders (the gradient probes are one batch
+    each and the ResNet-34 summaries and comparisons run on the CPU at batch 1-2: left out)."""
     cfg = ch4_config(profile)
     n, t = _n(cfg["train_subset"], CIFAR_TRAIN), _n(cfg["test_subset"], CIFAR_TEST)
-    return [_cifar(f"{f}{cfg['train_depth']}", cfg["image_size"], n, cfg["epochs"], cfg["batch_size"], t)
+    jobs = [_cifar(f"{f}{cfg['train_depth']}", cfg["image_size"], n, cfg["epochs"], cfg["batch_size"], t)
             for f in ("plain", "resnet")]
+    d, n_orders = cfg["order_depth"], _n(cfg["order_subset"], CIFAR_TRAIN)
+    return jobs + [_cifar(f"order-{o}-{d}", cfg["image_size"], n_orders, cfg["order_epochs"], cfg["batch_size"], t,
+                          lambda o=o: OrderNet(d, o)) for o in ORDERS]
 
 
 def chapter5(profile: Profile) -> list[Job]:
@@ -290,18 +300,6 @@ def chapter8(profile: Profile) -> list[Job]:
     """Plain vs residual training, the 2-D surfaces, the lesion sweep and the path gradients
     (the one-batch gradient probes and the tiny FC nets of the shattering cell are left out)."""
     return _landscape_jobs(ch8_config(profile), slices=False, paths_probe=True)
-
-
-class TokenModel(nn.Module):
-    """A sequence model seen as the image jobs see theirs: float input ``[B, T]`` (made into valid token
-    ids), logits ``[B, V, T]`` with the classes on dim 1, one target per position, as for a U-Net's pixels."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.long().remainder(self.model.config.vocab_size)).transpose(1, 2)
 
 
 def chapter9(profile: Profile) -> list[Job]:
