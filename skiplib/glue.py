@@ -43,6 +43,10 @@ def glue(name: str, value: Any, display: bool = True) -> None:
     Same signature as ``myst_nb.glue``. Used by every chapter (see the module docstring)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"glue needs a non-empty string name, got {name!r}")
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        # a numpy or torch scalar: numpy 2 writes np.float64(1.5) as its text, which the website's
+        # {glue:text}`name:.2f` cannot format, so hand over the plain Python number
+        value = value.item()
     if have_myst_nb():
         from myst_nb import glue as myst_glue
 

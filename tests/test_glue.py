@@ -32,6 +32,17 @@ def test_uses_myst_nb_when_it_is_importable(monkeypatch):
     assert calls == [("answer", 42, False)]
 
 
+@pytest.mark.parametrize("value, expected", [(np.float64(43001454697.2), 43001454697.2), (np.int64(7), 7),
+                                             (torch.tensor(1.5), 1.5), (np.float32(0.25), 0.25)])
+def test_scalars_reach_myst_nb_as_python_numbers(monkeypatch, value, expected):
+    # numpy 2 prints np.float64(1.5), which {glue:text}`name:.2f` cannot format: the book build warned
+    myst_nb = pytest.importorskip("myst_nb")
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append(value))
+    glue("x", value, display=False)
+    assert calls == [expected] and type(calls[0]) in (int, float)
+
+
 @pytest.mark.parametrize("value", [3, 0.25, "plain20", np.float64(0.5), torch.tensor(1.5), None])
 def test_numbers_for_the_prose_are_not_printed_without_myst_nb(shown, value):
     glue("n", value, display=False)
