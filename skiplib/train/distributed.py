@@ -161,3 +161,18 @@ def rank_logs(world: World) -> Iterator[None]:
         yield
     finally:
         sys.stdout, sys.stderr = old
+
+
+@contextlib.contextmanager
+def session(world: World, device: torch.device) -> Iterator[None]:
+    """A CLI command's distributed part: :func:`setup`, :func:`rank_logs` around the body, then
+    :func:`teardown`, waiting for the other ranks on a normal exit but not on an error (they may never
+    reach the barrier). Nothing but the body for one process."""
+    setup(world, device)
+    try:
+        with rank_logs(world):
+            yield
+    except BaseException:
+        teardown(world, wait=False)
+        raise
+    teardown(world)

@@ -3,6 +3,7 @@ the numbers of a single process (two gloo processes on the CPU, the smoke profil
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -90,3 +91,19 @@ def test_rank_logs_prefix_every_line_and_redraw(monkeypatch):
         sys.stdout.write(" done\n")
     print("after")
     assert out.getvalue() == "[rank 1/2] first\n[rank 1/2] second\n[rank 1/2] bar 1\r[rank 1/2] bar 2 done\nafter\n"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_session_waits_for_the_other_ranks_only_on_a_normal_exit(monkeypatch, fails):
+    calls = []
+    monkeypatch.setattr(D, "setup", lambda world, device: calls.append("setup"))
+    monkeypatch.setattr(D, "teardown", lambda world, wait=True: calls.append(f"teardown wait={wait}"))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+        with D.session(D.World(1, 2), torch.device("cpu")):
+            print("inside")
+            if fails:
+                raise RuntimeError("a run failed")
+    assert calls == ["setup", f"teardown wait={not fails}"]
+    assert out.getvalue() == "[rank 1/2] inside\n"  # the body ran under the rank's log prefix
