@@ -8,7 +8,8 @@ Shared with later chapters: :func:`train_families` (plain and residual nets from
 same batches) also trains Chapter 8's pairs, :func:`loaders` gives Chapters 5 and 8 their CIFAR-10
 loaders, and :func:`profile_and_config` starts the CLI entries of Chapters 7 and 8.
 
-The paper's full-length recipe (``--preset paper``, ``--dry-run``) lives in :mod:`skiplib.chapters.ch01_paper`;
+The paper's full-length recipe (``--preset paper``, ``--dry-run``) lives in :mod:`skiplib.chapters.ch01_paper`,
+the gap between plain-56 and plain-20 at growing budgets in :mod:`skiplib.chapters.ch01_budget`;
 under torchrun, :func:`run` trains this rank's share of the runs and gathers them to rank 0
 (:mod:`skiplib.train.distributed`).
 """
@@ -231,101 +232,15 @@ def main(args: argparse.Namespace) -> int:
         return {"experiment": "degradation", "config": cfg, "histories": histories}
 
     name = result_name("degradation", profile, args)
-    dist.setup(world, device)
-    try:
-        with dist.rank_logs(world):
-            previous = load_partial(name, args.out_dir)
-            out, path = run_and_save(
-                name, body=body, device=device, profile=profile.name, out_dir=args.out_dir, world=world,
-                run=lambda partial: run(cfg, device=device, families=families, allow_synthetic=profile.allow_synthetic,
-                                        checkpoints=True, partial=partial, previous=previous, world=world,
-                                        compile=getattr(args, "compile", False)))
-            if world.main:
-                for label, h in out["histories"].items():
-                    print(f"{label:>10}: final train error {h.last['train_err']:.1%}, test error {h.last['test_err']:.1%}")
-                print(f"wrote {path}")
-    except BaseException:
-        dist.teardown(world, wait=False)  # the other ranks may never reach the barrier
-        raise
-    dist.teardown(world)
+    with dist.session(world, device):
+        previous = load_partial(name, args.out_dir)
+        out, path = run_and_save(
+            name, body=body, device=device, profile=profile.name, out_dir=args.out_dir, world=world,
+            run=lambda partial: run(cfg, device=device, families=families, allow_synthetic=profile.allow_synthetic,
+                                    checkpoints=True, partial=partial, previous=previous, world=world,
+                                    compile=getattr(args, "compile", False)))
+        if world.main:
+            for label, h in out["histories"].items():
+                print(f"{label:>10}: final train error {h.last['train_err']:.1%}, test error {h.last['test_err']:.1%}")
+            print(f"wrote {path}")
     return 0
-
-
-CIFAR_TRAIN_IMAGES = 50_000
-PAIR = ("plain20", "plain56")  # He et al.'s Fig. 1 pair: the gap the chapter is about
-
-
-def budget_row(label: str, result: Mapping) -> dict | None:
-    """One row of the gap-vs-budget table for a degradation result (``config``, ``histories`` of
-    records or :class:`History`, optional ``provenance``), or None if it lacks plain-20 or plain-56:
-    its budget (training images x epochs at one image size) and the nets' final training errors."""
-    histories = {k: (h.records if isinstance(h, History) else h) for k, h in result["histories"].items()}
-    if any(not histories.get(name) for name in PAIR):
-        return None
-    cfg = result["config"]
-    images = cfg.get("train_subset") or CIFAR_TRAIN_IMAGES
-    epochs = len(histories[PAIR[0]])
-    final = {name: h[-1]["train_err"] for name, h in histories.items() if h}
-    return {"run": label, "device": result.get("provenance", {}).get("device", ""), "image_size": cfg["image_size"],
-            "images": images, "epochs": epochs, "passes": images * epochs, "final": final,
-            "gap": final[PAIR[1]] - final[PAIR[0]], "partial": bool(result.get("partial"))}
-
-
-def gap_table(rows: Sequence[Mapping]) -> str:
-    """The rows of :func:`budget_row` as a Markdown table, smallest budget first."""
-    lines = ["| run | device | images × epochs | size | plain-20 | plain-56 | gap (points) | ResNet-20 | ResNet-56 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["image_size"], r["passes"])):
-        res = [f"{r['final'][k]:.1%}" if k in r["final"] else "—" for k in ("resnet20", "resnet56")]
-        lines.append(f"| {r['run']} | {r['device']} | {r['images']:,} × {r['epochs']} | {r['image_size']}×{r['image_size']} "
-                     f"| {r['final'][PAIR[0]]:.1%} | {r['final'][PAIR[1]]:.1%} | {100 * r['gap']:+.1f} | {' | '.join(res)} |")
-    return "\n".join(lines)
-
-
-def gap_verdict(rows: Sequence[Mapping], *, closed: float = 0.01) -> str:
-    """What the table shows, in words: for every setting (image size and training images) with two or
-    more budgets, whether the plain-56 minus plain-20 gap holds, shrinks or grows from the smallest
-    budget to the largest, and whether it closes (below ``closed``)."""
-    settings: dict[tuple[int, int], list[Mapping]] = {}
-    for r in rows:
-        settings.setdefault((r["image_size"], r["images"]), []).append(r)
-    sentences = []
-    for (size, images), group in sorted(settings.items()):
-        group = sorted(group, key=lambda r: r["epochs"])
-        if len(group) < 2:
-            continue
-        gaps = ", ".join(f"{100 * r['gap']:.1f} points after {r['epochs']} epochs" for r in group)
-        first, last = group[0]["gap"], group[-1]["gap"]
-        if last < closed:
-            trend = "the gap closes as the budget grows"
-        elif last < first - closed:
-            trend = "it shrinks as the budget grows, but does not close"
-        elif last > first + closed:
-            trend = "it grows with the budget"
-        else:
-            trend = "it holds as the budget grows"
-        sentences.append(f"On {size}×{size} images ({images:,} of them) the gap is {gaps}: {trend}.")
-    return " ".join(sentences) or "No setting has been run at two budgets yet, so the table cannot say how the gap moves."
-
-
-# He et al. 2016, Table 6: CIFAR-10 test error of their ResNets, quoted from the paper (not computed
-# here): 64k iterations of batch 128 (about 164 epochs), lr 0.1 divided by 10 at 32k and 48k, weight
-# decay 1e-4, 4-pixel pad + random crop + flip, 32x32. Their plain nets appear only in Fig. 6.
-PAPER_TEST_ERRORS = {"resnet20": 0.0875, "resnet32": 0.0751, "resnet44": 0.0717, "resnet56": 0.0697}
-
-
-def paper_table(runs: Mapping[str, Mapping]) -> str:
-    """A Markdown table of test errors: He et al.'s (Table 6) beside each of ``runs`` (a label, e.g.
-    "your run (cpu profile, 6 epochs)", to a degradation result's histories); a net a run lacks is a dash."""
-    nets = ("plain20", "plain56", "resnet20", "resnet56")
-    head = "| net | He et al. (164 epochs) | " + " | ".join(runs) + " |"
-    lines = [head, "|---|---:|" + "---:|" * len(runs)]
-    for net in nets:
-        paper = f"{PAPER_TEST_ERRORS[net]:.2%}" if net in PAPER_TEST_ERRORS else "figure only"
-        cells = []
-        for histories in runs.values():
-            h = histories.get(net)
-            records = h.records if isinstance(h, History) else h
-            cells.append(f"{records[-1]['test_err']:.1%}" if records else "—")
-        lines.append(f"| {net} | {paper} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from skiplib import plots
 from skiplib.analysis.families import FAMILIES, compare, summarise
-from skiplib.chapters.ch01_degradation import CIFAR_TRAIN_IMAGES, profile_and_config, result_name
+from skiplib.chapters.ch01_budget import CIFAR_TRAIN_IMAGES
+from skiplib.chapters.ch01_degradation import profile_and_config, result_name
 from skiplib.data import cifar10_loaders
 from skiplib.profile import Profile, get_profile
 from skiplib.results import load_partial, reusable_partial, run_and_save
@@ -144,18 +145,12 @@ def main(args: argparse.Namespace) -> int:
         return {"experiment": "compare", "config": cfg, "records": records, "summary": summarise(records)}
 
     name = result_name("compare", profile, args)
-    dist.setup(world, device)
-    try:
-        with dist.rank_logs(world):
-            previous = load_partial(name, args.out_dir)
-            out, path = run_and_save(
-                name, body=body, device=device, profile=profile.name, out_dir=args.out_dir, world=world,
-                run=lambda partial: run(cfg, device=device, allow_synthetic=profile.allow_synthetic, progress=True,
-                                        checkpoints=True, partial=partial, previous=previous, world=world))
-    except BaseException:
-        dist.teardown(world, wait=False)  # the other ranks may never reach the barrier
-        raise
-    dist.teardown(world)
+    with dist.session(world, device):
+        previous = load_partial(name, args.out_dir)
+        out, path = run_and_save(
+            name, body=body, device=device, profile=profile.name, out_dir=args.out_dir, world=world,
+            run=lambda partial: run(cfg, device=device, allow_synthetic=profile.allow_synthetic, progress=True,
+                                    checkpoints=True, partial=partial, previous=previous, world=world))
     if not world.main:
         return 0
     for row in out["summary"]:
@@ -164,6 +159,13 @@ def main(args: argparse.Namespace) -> int:
               f"{row['img_per_s_mean']:.0f} img/s")
     print(f"wrote {path}")
     return 0
+
+
+def reference_title(result: dict) -> str:
+    """A panel title for a ``compare`` reference run: where it ran and its budget."""
+    cfg = result["config"]
+    size, images = cfg["image_size"], cfg["train_subset"] or CIFAR_TRAIN_IMAGES
+    return f"{result['provenance']['device']}: {cfg['epochs']} epochs, {images:,} images at {size}×{size}"
 
 
 def reference_summary(result: dict) -> str:
@@ -180,7 +182,9 @@ def reference_summary(result: dict) -> str:
             continue
         rises.append(f"the {FAMILY_LABELS.get(name, name)} net's by {100 * (mean[-1] - mean[0]):+.1f} points "
                      f"(depth {depths[0]} to {depths[-1]}, to {mean[-1]:.1%})")
-    text = (f"In the reference run ({cfg['epochs']} epochs on {images:,} images at {cfg['image_size']}×"
+    device = result.get("provenance", {}).get("device")
+    where = f" on {device}" if device else ""
+    text = (f"In the reference run{where} ({cfg['epochs']} epochs on {images:,} images at {cfg['image_size']}×"
             f"{cfg['image_size']}, up to {seeds} seeds per net) the training error changes as follows: "
             + "; ".join(rises) + ".")
     if unfinished:

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 
 from skiplib import plots  # noqa: E402
 from skiplib import results as R  # noqa: E402
-from skiplib.chapters import ch01_degradation, ch07_comparison, ch08_why  # noqa: E402
+from skiplib.chapters import ch01_budget, ch01_degradation, ch07_comparison, ch08_why  # noqa: E402
 
 PROVENANCE = {"command": "python -m skiplib degradation --profile gpu --out-dir results", "profile": "gpu",
               "device": "Tesla T4", "data_source": "CIFAR-10", "date": "2025-03-01T12:00:00+00:00",
@@ -163,20 +163,20 @@ def _degradation(epochs: int, plain20: float, plain56: float, *, size: int = 16,
 
 
 def test_budget_row_reads_the_final_errors_and_the_budget():
-    row = ch01_degradation.budget_row("long", _degradation(18, 0.30, 0.45, resnet56=0.25))
+    row = ch01_budget.budget_row("long", _degradation(18, 0.30, 0.45, resnet56=0.25))
     assert row["epochs"] == 18 and row["images"] == 8_000 and row["passes"] == 144_000
     assert row["final"] == {"plain20": 0.30, "plain56": 0.45, "resnet56": 0.25}
     assert row["gap"] == pytest.approx(0.15)
-    full = ch01_degradation.budget_row("gpu", _degradation(15, 0.15, 0.33, size=32, subset=None))
+    full = ch01_budget.budget_row("gpu", _degradation(15, 0.15, 0.33, size=32, subset=None))
     assert full["images"] == 50_000  # no subset: the whole training set
     only_resnets = {"config": {"image_size": 32, "train_subset": None}, "histories": {"resnet20": [{"train_err": 0.1}]}}
-    assert ch01_degradation.budget_row("resnets only", only_resnets) is None
+    assert ch01_budget.budget_row("resnets only", only_resnets) is None
 
 
 def test_gap_table_lists_every_run_smallest_budget_first():
-    rows = [ch01_degradation.budget_row(n, _degradation(e, a, b)) for n, e, a, b in
+    rows = [ch01_budget.budget_row(n, _degradation(e, a, b)) for n, e, a, b in
             (("54 epochs", 54, 0.2, 0.25), ("6 epochs", 6, 0.5, 0.7))]
-    table = ch01_degradation.gap_table(rows).splitlines()
+    table = ch01_budget.gap_table(rows).splitlines()
     assert table[2].startswith("| 6 epochs |") and "+20.0" in table[2] and table[2].endswith("| — | — |")
     assert table[3].startswith("| 54 epochs |") and "8,000 × 54" in table[3] and "+5.0" in table[3]
 
@@ -188,16 +188,39 @@ def test_gap_table_lists_every_run_smallest_budget_first():
     ((0.10, 0.105), "it holds as the budget grows"),
 ])
 def test_gap_verdict_says_how_the_gap_moves(gaps, verdict):
-    rows = [ch01_degradation.budget_row(f"{e} epochs", _degradation(e, 0.3, 0.3 + g)) for e, g in zip((6, 18), gaps)]
-    text = ch01_degradation.gap_verdict(rows)
+    rows = [ch01_budget.budget_row(f"{e} epochs", _degradation(e, 0.3, 0.3 + g)) for e, g in zip((6, 18), gaps)]
+    text = ch01_budget.gap_verdict(rows)
     assert text.startswith("On 16×16 images (8,000 of them) the gap is ")
     assert f"{100 * gaps[0]:.1f} points after 6 epochs" in text and verdict in text
 
 
 def test_gap_verdict_compares_budgets_only_within_one_setting():
-    rows = [ch01_degradation.budget_row("cpu", _degradation(6, 0.3, 0.5)),
-            ch01_degradation.budget_row("gpu", _degradation(15, 0.15, 0.16, size=32, subset=None))]
-    assert ch01_degradation.gap_verdict(rows).startswith("No setting has been run at two budgets yet")
+    rows = [ch01_budget.budget_row("cpu", _degradation(6, 0.3, 0.5)),
+            ch01_budget.budget_row("gpu", _degradation(15, 0.15, 0.16, size=32, subset=None))]
+    assert ch01_budget.gap_verdict(rows).startswith("No setting has been run at two budgets yet")
+
+
+def test_gap_budget_figure_draws_one_line_per_setting_and_rings_the_live_run():
+    rows = [ch01_budget.budget_row(n, _degradation(e, 0.3, 0.3 + g)) for n, e, g in
+            (("your run", 6, 0.2), ("18 epochs", 18, 0.1), ("54 epochs", 54, 0.05))]
+    rows.append(ch01_budget.budget_row("gpu", _degradation(15, 0.15, 0.25, size=32, subset=None)))
+    rows[-1]["partial"] = True
+    assert [k for k in ch01_budget.settings(rows)] == [(16, 8_000), (32, 50_000)]
+    fig = ch01_budget.plot_gap_budget(rows, live="your run")
+    ax_gap, ax_err = fig.axes
+    lines = {line.get_label(): line for line in ax_gap.get_lines()}
+    assert list(lines["16×16, 8,000 images"].get_ydata()) == pytest.approx([20.0, 10.0, 5.0])
+    assert list(lines["16×16, 8,000 images"].get_xdata()) == [48_000, 144_000, 432_000]
+    assert list(lines["your run"].get_xdata()) == [48_000] and lines["your run"].get_markerfacecolor() == "none"
+    def faces(x):
+        return {line.get_markerfacecolor() for line in ax_gap.get_lines() if list(line.get_xdata()) == [x]}
+
+    assert "white" in faces(750_000) and "white" not in faces(144_000)  # only the partial run is hollow
+    errors = [list(line.get_ydata()) for line in ax_err.get_lines()]
+    for curve in ([30.0, 30.0, 30.0], [50.0, 40.0, 35.0]):  # plain-20, plain-56 of the 16x16 setting
+        assert any(pytest.approx(curve) == e for e in errors), errors
+    assert ax_gap.get_xscale() == "log"
+    plt.close(fig)
 
 
 def test_a_partial_reference_run_says_so_in_its_caption(shipped):
@@ -212,6 +235,9 @@ def test_compare_reference_summary_gives_each_familys_rise_and_names_unfinished_
     run = {"config": {"epochs": 10, "train_subset": 10_000, "image_size": 32}, "summary": summary}
     text = ch07_comparison.reference_summary(run)
     assert text.startswith("In the reference run (10 epochs on 10,000 images at 32×32, up to 3 seeds per net)")
+    run["provenance"] = PROVENANCE
+    assert ch07_comparison.reference_summary(run).startswith("In the reference run on Tesla T4 (10 epochs")
+    assert ch07_comparison.reference_title(run) == "Tesla T4: 10 epochs, 10,000 images at 32×32"
     assert "the plain net's by +20.0 points (depth 8 to 32, to 60.0%)" in text
     assert "the residual net's by -5.0 points" in text
     assert text.endswith("Not enough runs finished to compare depths for: DenseNet-BC.")
