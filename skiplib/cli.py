@@ -14,10 +14,15 @@ writes the runs that finished to ``<name>.partial.json`` (marked ``"partial": tr
   iterations, 64k iterations, warm-up for depth 110; ``--depths 20,32,44,56,110``) and writes
   ``degradation-paper.json``; ``--iterations N`` and ``--lr-steps A B`` change its schedule. ``--dry-run`` prints
   the schedule and an estimated time here and on GPUs without training; ``--compile`` trains through torch.compile.
-* ``highway [--profile gpu]``: Chapter 3's depth experiment (plain vs highway FC nets, best training
-  loss per depth over a learning-rate sweep); writes ``highway-depth-<profile>.json``.
+* ``highway [--profile gpu] [--epochs N]``: Chapter 3's depth experiment (plain vs highway FC nets, best
+  training loss per depth over a learning-rate sweep); writes ``highway-depth-<profile>.json``.
+  ``--part conv [--seeds 0 1 2]``: Chapter 3's ResNet against the highway conv net of the same layout
+  and matched parameters, once per seed; writes ``highway-conv-<profile>.json``.
 * ``dense-memory [--depths 6 12 24 48]``: Chapter 5's benchmark; peak memory and seconds per
   step of a dense block, naive vs memory-efficient, for several depths.
+* ``densenet [--profile cpu] [--epochs N] [--seeds 0 1 2]``: Chapter 5; the chapter's DenseNet-BC
+  against its ResNet once per seed, and the connection ablation of each trained DenseNet; writes
+  ``densenet-<profile>.json``.
 * ``compare [--profile gpu] [--epochs N] [--depths 8 32] [--seeds 0 1 2]``: Chapter 7; every skip
   family at one parameter budget across depths and seeds; writes ``compare-<profile>.json``.
 
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from skiplib.chapters import ch01_paper as paper
     from skiplib.chapters import ch03_highway as highway
     from skiplib.chapters import ch05_densenets as dense_memory
+    from skiplib.chapters import ch05_reference as densenet
     from skiplib.chapters import ch07_comparison as compare
     from skiplib.chapters import ch08_why as landscape
 
@@ -164,13 +170,27 @@ def main(argv: list[str] | None = None) -> int:
     _scale_options(p, paper.PRESETS)
     p.set_defaults(func=degradation.main)
 
-    p = sub.add_parser("highway", help="Chapter 3: plain vs highway FC nets across depths (the paper's Fig. 1)")
-    _run_options(p)
-    p.set_defaults(func=highway.main)
+    p = sub.add_parser("highway", help="Chapter 3: plain vs highway FC nets across depths (the paper's Fig. 1); "
+                                       "--part conv: ResNet vs highway conv net, per seed")
+    _run_options(p, seeds=True)
+    p.add_argument("--part", choices=["depth", "conv"], default="depth",
+                   help="depth (default): the FC depth sweep, writes highway-depth-<profile>.json; conv: ResNet "
+                        "vs highway conv net at matched parameters, writes highway-conv-<profile>.json")
+
+    def run_highway(args, p=p):
+        if args.part == "depth" and args.seeds is not None:
+            p.error("--seeds applies to --part conv only (the depth sweep trains one seed per run)")
+        return highway.main(args)
+
+    p.set_defaults(func=run_highway)
 
     p = sub.add_parser("dense-memory", help="Chapter 5: peak memory and s/step of dense blocks, naive vs memory-efficient")
     dense_memory.add_arguments(p)
     p.set_defaults(func=dense_memory.main)
+
+    p = sub.add_parser("densenet", help="Chapter 5: DenseNet-BC vs ResNet and the connection ablation, per seed")
+    _run_options(p, seeds=True)
+    p.set_defaults(func=densenet.main)
 
     p = sub.add_parser("compare", help="Chapter 7: plain/highway/residual/pre-act/dense nets at one parameter budget")
     _run_options(p, depths=True, seeds=True)

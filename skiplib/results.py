@@ -41,7 +41,9 @@ PARTIAL = ".partial"  # file-name suffix of an interrupted run's results
 _PROFILES = ("smoke", "cpu", "gpu")
 # Result-name prefix -> the ``python -m skiplib`` subcommand whose ``--profile P`` run writes
 # ``<prefix>-P.json`` (each experiment's main() calls save_result(f"<prefix>-{profile.name}")).
-_MADE_BY = {"degradation": "degradation", "highway-depth": "highway", "compare": "compare", "landscape": "landscape"}
+_MADE_BY = {"degradation": "degradation", "highway-depth": "highway", "highway-conv": "highway --part conv",
+            "compare": "compare", "landscape": "landscape",
+            "densenet": "densenet"}
 
 
 def git_commit() -> str:
@@ -151,6 +153,16 @@ def result_command(name: str) -> str | None:
     return None
 
 
+def _tagged_command(name: str) -> str | None:
+    """For a tagged run ``<prefix>-<profile>-<tag>`` (``--tag``: a longer run beside the profile's own),
+    the command that makes such runs, without the settings that made this one; None otherwise."""
+    for prefix, command in _MADE_BY.items():
+        profile, _, tag = name[len(prefix) + 1:].partition("-") if name.startswith(prefix + "-") else ("", "", "")
+        if profile in _PROFILES and tag:
+            return f"python -m skiplib {command} --profile {profile} --tag {tag}"
+    return None
+
+
 def missing_result_message(name: str) -> str:
     """What a notebook prints when :func:`load_result` gives None: what is missing, how to make it."""
     _check_name(name)
@@ -158,10 +170,20 @@ def missing_result_message(name: str) -> str:
     text = (f"No reference run `{name}` is shipped with skiplib {skiplib.__version__} (no `{name}.json` in the "
             "repository's `results/` folder, which installs as `skiplib.reference`).")
     command = result_command(name)
+    tagged = _tagged_command(name)
+    if command is None and tagged is not None:
+        return text + (f" It is a longer run of `{tagged}` (with the settings `results/README.md` "
+                       "lists for it).")
     if command is None:
         return text + f" No `python -m skiplib` command makes `{name}` yet."
     on = " on a GPU" if name.endswith(("-gpu", "-cuda", "-paper")) else ""
     return text + f" To make one, run `{command}`{on}."
+
+
+def _short_commit(commit: str) -> str:
+    """``commit 0123456789ab``, saying so when the tree had uncommitted changes (``-dirty``)."""
+    dirty = " with uncommitted changes" if commit.endswith("-dirty") else ""
+    return f"commit {commit.removesuffix('-dirty')[:12]}{dirty}"
 
 
 def describe_provenance(prov: Mapping) -> str:
@@ -170,7 +192,7 @@ def describe_provenance(prov: Mapping) -> str:
     parts = [f"{prov['profile']} profile" if prov.get("profile") else None, prov.get("device"),
              prov.get("data_source"), str(prov["date"])[:10] if prov.get("date") else None,
              f"{prov['seconds'] / 60:.0f} min" if isinstance(prov.get("seconds"), (int, float)) else None,
-             f"commit {str(prov['commit'])[:12]}" if prov.get("commit") else None]
+             _short_commit(str(prov["commit"])) if prov.get("commit") else None]
     return ", ".join(p for p in parts if p)
 
 

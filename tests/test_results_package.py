@@ -150,7 +150,9 @@ KNOWN = {
     "degradation-gpu": ("ch01_degradation", "degradation", "gpu"),
     "degradation-smoke": ("ch01_degradation", "degradation", "smoke"),
     "highway-depth-gpu": ("ch03_highway", "highway", "gpu"),
+    "highway-conv-gpu": ("ch03_conv", "highway", "gpu"),
     "compare-gpu": ("ch07_comparison", "compare", "gpu"),
+    "densenet-cpu": ("ch05_reference", "densenet", "cpu"),
     "landscape-gpu": ("ch08_why", "landscape", "gpu"),
     "dense-memory-cuda": ("ch05_densenets", "dense-memory", None),
 }
@@ -182,11 +184,22 @@ def test_missing_result_message_names_a_real_command(name, monkeypatch):
         assert args.profile == profile
 
 
-@pytest.mark.parametrize("name", ["densenet-gpu", "degradation-tpu", "my-experiment"])
+@pytest.mark.parametrize("name", ["densenet121-gpu", "degradation-tpu", "my-experiment"])
 def test_missing_result_message_invents_no_command(name):
     message = P.missing_result_message(name)
     assert f"`{name}`" in message and "No `python -m skiplib` command makes" in message
     assert "--profile" not in message and P.result_command(name) is None
+
+
+@pytest.mark.parametrize("name, command", [
+    ("compare-cpu-long", "python -m skiplib compare --profile cpu --tag long"),
+    ("highway-conv-gpu-long", "python -m skiplib highway --part conv --profile gpu --tag long"),
+    ("densenet-cpu-long", "python -m skiplib densenet --profile cpu --tag long"),
+])
+def test_missing_tagged_result_names_the_command_without_inventing_its_settings(name, command):
+    message = P.missing_result_message(name)
+    assert f"It is a longer run of `{command}`" in message and "results/README.md" in message
+    assert P.result_command(name) is None  # its settings (epochs, seeds) are not in its name
 
 
 def skiplib_version() -> str:
@@ -315,7 +328,12 @@ def test_editable_install_maps_results_onto_skiplib_reference(source_copy, tmp_p
 
 SHIPPED = sorted(p for p in (ROOT / "results").glob("*.json") if p.stem != "gpu-check")
 MODULES = {"degradation": "ch01_degradation", "compare": "ch07_comparison", "landscape": "ch08_why",
-           "highway": "ch03_highway"}
+           "highway": "ch03_highway", "densenet": "ch05_reference",
+           "highway-depth": "ch03_highway", "highway-conv": "ch03_conv"}
+# experiment -> (its CLI subcommand, the --part it needs), where they differ from the experiment's name
+COMMANDS = {"highway-depth": ("highway", "depth"), "highway-conv": ("highway", "conv")}
+# experiment -> {CLI option: the config key it overrides}, where that key is not the option's name
+CONFIG_KEYS = {"highway-depth": {"epochs": "fc_epochs"}}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -331,14 +349,16 @@ def test_every_shipped_reference_run_has_provenance_and_a_command_the_cli_takes(
         assert prov.get("note"), f"{path.name} is partial: its provenance must say what did not finish"
     # the command parses in today's CLI and reaches the experiment's entry point with the recorded settings
     words = prov["command"].split()
-    assert words[:3] == ["python", "-m", "skiplib"] and words[3] == run["experiment"]
+    command, part = COMMANDS.get(run["experiment"], (run["experiment"], None))
+    assert words[:3] == ["python", "-m", "skiplib"] and words[3] == command
     module = importlib.import_module(f"skiplib.chapters.{MODULES[run['experiment']]}")
     seen = []
     monkeypatch.setattr(module, "main", lambda args: seen.append(args) or 0)
     assert cli.main(words[3:]) == 0
     (args,) = seen
-    assert args.profile == prov["profile"]
+    assert args.profile == prov["profile"] and getattr(args, "part", None) == part
     for option in ("epochs", "depths", "seeds"):
         if getattr(args, option, None) is not None:
-            assert run["config"][option] == args.__dict__[option], (path.name, option)
+            key = CONFIG_KEYS.get(run["experiment"], {}).get(option, option)
+            assert run["config"][key] == args.__dict__[option], (path.name, option)
     assert path.stem == result_name(run["experiment"], SimpleNamespace(name=args.profile), args)

@@ -6,7 +6,9 @@ flattened CIFAR-10, and short gate-bias runs.
   is reported with an infinite loss instead of raising, so "best of a learning-rate sweep"
   still works;
 * :func:`depth_sweep`: every (kind, depth, lr) of the sweep; keeps the best run per (kind, depth);
-* :func:`plot_depth_sweep`, :func:`plot_highway_vs_resnet`: the chapter's figures of those runs.
+* :func:`plot_depth_sweep`, :func:`plot_highway_vs_resnet`: the chapter's figures of those runs;
+* :func:`plot_reference`, :func:`reference_summary`: the stored ``highway-depth`` reference run's
+  figure and sentence. The highway-against-residual comparison is :mod:`skiplib.chapters.ch03_conv`.
 
 The highway-layer picture is :func:`skiplib.diagrams.highway_layer`.
 """
@@ -176,6 +178,11 @@ def plot_depth_sweep(best: Mapping[tuple[str, int], FCRun], depths: Sequence[int
     if missing:
         raise ValueError(f"best has no run for {missing}")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    _draw_depth_sweep(best, depths, ax1, ax2)
+    return fig
+
+
+def _draw_depth_sweep(best: Mapping[tuple[str, int], FCRun], depths: Sequence[int], ax1, ax2) -> None:
     for kind in ("plain", "highway"):
         color = plots.color_for(kind) if kind == "plain" else plots.PALETTE["other"][0]
         ax1.plot(depths, [best[kind, d].final_loss for d in depths], marker="o", color=color, label=kind)
@@ -196,7 +203,55 @@ def plot_depth_sweep(best: Mapping[tuple[str, int], FCRun], depths: Sequence[int
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("training loss (best lr)")
     ax2.legend(ncol=2)
-    return fig
+
+
+def reference_best(result: dict) -> tuple[dict, list[int]]:
+    """``(best, depths)`` of a ``highway-depth`` result: the best run per (kind, depth), as
+    :func:`depth_sweep` gives it for a live run, and the depths that have both kinds."""
+    best = best_runs(finished_runs(result))
+    depths = sorted(d for d in {d for _, d in best} if ("plain", d) in best and ("highway", d) in best)
+    return best, depths
+
+
+def plot_reference(result: dict, axes) -> None:
+    """Draw a ``highway-depth`` result on two axes (:func:`skiplib.plots.show_reference`), as
+    :func:`plot_depth_sweep` draws a live run."""
+    best, depths = reference_best(result)
+    _draw_depth_sweep(best, depths, *axes)
+    axes[0].set_title("best final training loss (reference run)")
+    axes[1].set_title("loss per epoch, best lr (reference run)")
+
+
+def reference_summary(result: dict) -> str:
+    """The sentence under the depth reference figure, computed from a ``highway-depth`` result:
+    its budget and each family's best final training loss at the shallowest and deepest depth."""
+    cfg = result["config"]
+    best, depths = reference_best(result)
+    if len(depths) < 2:
+        return "The reference run has not finished two depths for both families yet."
+    first, last = depths[0], depths[-1]
+    loss = {(k, d): best[k, d].final_loss for k in ("plain", "highway") for d in (first, last)}
+    text = (f"In the reference run ({cfg['fc_epochs']} epochs per learning rate on {cfg['fc_train_subset']:,} "
+            f"images, learning rates {', '.join(f'{lr:g}' for lr in cfg['fc_lrs'])}) the plain net's best "
+            f"training loss goes from {loss['plain', first]:.3f} at depth {first} to {loss['plain', last]:.3f} "
+            f"at depth {last}, the highway net's from {loss['highway', first]:.3f} to {loss['highway', last]:.3f}")
+    hw_gap = loss["plain", last] - loss["highway", last]
+    rise = {k: loss[k, last] - loss[k, first] for k in ("plain", "highway")}
+    if hw_gap > 0.3 and rise["highway"] < 0.5 * rise["plain"]:
+        trend = "do not degrade with depth at all" if rise["highway"] <= 0 else "degrade far less with depth"
+        text += (f": with {cfg['fc_epochs']} epochs the deepest highway net still ends {hw_gap:.2f} below the "
+                 f"plain net of its depth, and the highway nets {trend}, the ordering of the paper's Fig. 1.")
+    elif hw_gap > 0:
+        text += (f": the deepest highway net ends {hw_gap:.2f} below the plain net of its depth; from depth "
+                 f"{first} to {last} the plain nets' loss changes by {rise['plain']:+.2f}, the highway nets' by "
+                 f"{rise['highway']:+.2f}, a weaker form of the paper's ordering.")
+    else:
+        text += (": at this budget the deepest plain net trains at least as well as the highway net, so the "
+                 "paper's ordering does not hold here.")
+    if best["plain", last].lr == min(cfg["fc_lrs"]):
+        text += (f" The plain net of depth {last} did best at the smallest learning rate of the sweep, so a "
+                 "smaller one might have lowered its loss further.")
+    return text
 
 
 def plot_highway_vs_resnet(histories: Mapping[str, History], seconds: Sequence[float]) -> Figure:
@@ -219,7 +274,11 @@ def plot_highway_vs_resnet(histories: Mapping[str, History], seconds: Sequence[f
 def main(args) -> int:
     """CLI entry (``python -m skiplib highway``): Chapter 3's depth experiment in ``args.profile``;
     writes ``results/highway-depth-<profile>.json`` (best training loss per family and depth, every run's
-    final loss and loss curve, provenance)."""
+    final loss and loss curve, provenance). ``--part conv`` runs :func:`skiplib.chapters.ch03_conv.main`."""
+    if getattr(args, "part", "depth") == "conv":
+        from skiplib.chapters import ch03_conv
+
+        return ch03_conv.main(args)
     from skiplib.profile import get_profile
     from skiplib.results import check_outputs, git_commit, load_partial, provenance, reusable_partial, save_partial, save_result
 

@@ -7,7 +7,9 @@ a dense block, naive vs memory-efficient, measured by :mod:`skiplib.analysis.mem
 from __future__ import annotations
 
 import argparse
+import copy
 import math
+import time
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -24,9 +26,10 @@ from skiplib.blocks.dense import feature_reuse
 
 # the notebook's CIFAR-10 loaders are Chapter 1's, sized by this chapter's config
 from skiplib.chapters.ch01_degradation import loaders as loaders
+from skiplib.models import count_parameters, create_model
 from skiplib.models.densenet import DenseNet, cifar_densenet
-from skiplib.profile import Profile
-from skiplib.train import History
+from skiplib.profile import Profile, seed_everything
+from skiplib.train import History, fit, run_checkpoint
 
 
 def config(profile: Profile) -> dict:
@@ -58,6 +61,37 @@ def dense_net(cfg: dict) -> DenseNet:
     return cifar_densenet(cfg["dense_depth"], cfg["growth_rate"], bottleneck=True, compression=0.5)
 
 
+def train_models(cfg: dict, train_loader, test_loader, *, device: torch.device | str,
+                 checkpoints: bool = True, verbose: bool = True) -> dict:
+    """Train the chapter's pair, DenseNet-BC (:func:`dense_net`) and ``cfg["resnet"]``, each from seed
+    ``cfg["seed"]`` on the same batches (the loader rewound to its state before the first), with
+    ``cfg``'s recipe; with ``checkpoints`` each resumes from ``run_checkpoint("ch05", cfg, label)``.
+    The notebook and ``python -m skiplib densenet`` both train through this. Returns ``labels``
+    (DenseNet's, ResNet's), and per label ``models``, ``histories``, ``params``, ``init_states``;
+    ``seconds``: the wall-clock time of both."""
+    labels = (f"DenseNet-BC-{cfg['dense_depth']}", f"ResNet-{cfg['resnet'].removeprefix('resnet')}")
+    builders = dict(zip(labels, (lambda: dense_net(cfg), lambda: create_model(cfg["resnet"]))))
+    start_state = train_loader.state_dict()
+    out = {"labels": labels, "models": {}, "histories": {}, "params": {}, "init_states": {}}
+    t0 = time.perf_counter()
+    for label, build in builders.items():
+        seed_everything(cfg["seed"])
+        train_loader.load_state_dict(start_state)
+        model = out["models"][label] = build()
+        out["init_states"][label] = copy.deepcopy(model.state_dict())
+        out["params"][label] = count_parameters(model)
+        ckpt = run_checkpoint("ch05", cfg, label.replace(" ", "_")) if checkpoints else None
+        h = out["histories"][label] = fit(
+            model, train_loader, test_loader, epochs=cfg["epochs"], lr=cfg["lr"], momentum=cfg["momentum"],
+            weight_decay=cfg["weight_decay"], schedule=cfg["schedule"], device=device, progress=False,
+            desc=label, checkpoint=ckpt)
+        if verbose:
+            print(f"{label}: {out['params'][label]:,} parameters, training error {h.last['train_err']:.1%}, "
+                  f"test error {h.last['test_err']:.1%}, {sum(h.column('seconds')):.0f} s")
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
 def training_cost(model: nn.Module, size: int = 32, batch: int = 2) -> dict:
     """What one training step of ``model`` on ``size`` x ``size`` images costs: ``params``,
     ``macs`` (multiply-adds per image, by torchinfo), ``mem`` (MiB per image of the tensors alive after
@@ -79,7 +113,8 @@ def plot_efficiency(histories: Mapping[str, History], params: Mapping[str, int],
                     reference: dict | None = None) -> plt.Figure:
     """The parameter-efficiency figure: error per epoch of each run (left; test solid, training
     dashed) and final test error against parameters (right), with the runs of a reference result
-    (``{"runs": [{"model", "parameters", "test_err"}, ...]}``) as open squares."""
+    (``{"runs": [{"model", "parameters", "test_err"}, ...]}``, as ``python -m skiplib densenet``
+    writes it: one run per model and seed) as open squares, one legend entry per model."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.0), constrained_layout=True)
     for label, h in histories.items():
         color = colors[label]
@@ -90,9 +125,12 @@ def plot_efficiency(histories: Mapping[str, History], params: Mapping[str, int],
         ax2.scatter(params[label] / 1e6, 100 * h.last["test_err"], color=color, s=60, label=f"{label} (this run)")
     ax1.set_xticks(h.column("epoch"))
     ax2.set_xlim(0, 1.2 * max(params.values()) / 1e6)
+    seen = set()
     for run in (reference or {}).get("runs", []):
+        label = f"{run['model']} (reference)" if run["model"] not in seen else None
+        seen.add(run["model"])
         ax2.scatter(run["parameters"] / 1e6, 100 * run["test_err"], marker="s", facecolors="none",
-                    edgecolors=plots.color_for(run["model"]), label=f"{run['model']} (reference)")
+                    edgecolors=colors.get(run["model"], plots.color_for(run["model"])), label=label)
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("error (%)")
     ax1.legend()

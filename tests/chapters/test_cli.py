@@ -19,7 +19,7 @@ def test_experiment_commands_are_listed_in_help(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for command in ("degradation", "highway", "dense-memory", "compare", "landscape"):
+    for command in ("degradation", "highway", "dense-memory", "densenet", "compare", "landscape"):
         assert command in out
     assert "gpu-check" not in out.split("positional arguments")[-1]
 

@@ -64,6 +64,8 @@ def test_describe_provenance_names_what_the_run_recorded():
             == "gpu profile, Tesla T4, CIFAR-10, 2025-03-01, 13 min, commit 0123456789ab")
     assert R.describe_provenance({"device": "x86_64 CPU, 2 threads", "seconds": 20}) == "x86_64 CPU, 2 threads, 0 min"
     assert R.describe_provenance({}) == ""
+    dirty = {"commit": "0123456789abcdef0123-dirty"}
+    assert R.describe_provenance(dirty) == "commit 0123456789ab with uncommitted changes"
 
 
 def test_reference_run_gives_the_run_and_its_caption(shipped):
