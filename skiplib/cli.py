@@ -82,6 +82,34 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+CIFAR_TRAIN_IMAGES = 50_000
+
+
+def train_subset(text: str) -> int | str:
+    """argparse type for ``--train-subset``: a number of CIFAR-10 training images, or ``all``."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= CIFAR_TRAIN_IMAGES:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of training images from 1 to {CIFAR_TRAIN_IMAGES:,}, or 'all', got {text!r}")
+    return value
+
+
+def image_size(text: str) -> int:
+    """argparse type for ``--image-size``: CIFAR-10's 32x32 images shrunk (or kept) to 8-32 pixels."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 8 <= value <= 32:
+        raise argparse.ArgumentTypeError(f"must be 8 to 32 pixels (CIFAR-10's images are 32x32), got {text!r}")
+    return value
+
+
 def tag(text: str) -> str:
     """argparse type for ``--tag``: it becomes part of a file name."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}", text):
@@ -165,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                               "to N processes (one GPU each) and rank 0 writes the file; several machines: torchrun's "
                               "--nnodes, --node-rank and --rdzv-* options (python -m skiplib --help says more).")
     _run_options(p, depths=True, seeds=True)
+    p.add_argument("--train-subset", type=train_subset, default=None,
+                   help="override the profile's training images: N (a stratified subset) or all (the 50,000)")
+    p.add_argument("--image-size", type=image_size, default=None,
+                   help="override the profile's image size in pixels (8-32; CIFAR-10's images are 32x32)")
     p.add_argument("--families", nargs="+", choices=degradation.FAMILIES, default=None,
                    help="train only these families (default: both); a net's checkpoint is the same either way")
     _scale_options(p, paper.PRESETS)

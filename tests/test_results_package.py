@@ -357,8 +357,9 @@ def test_every_shipped_reference_run_has_provenance_and_a_command_the_cli_takes(
     assert cli.main(words[3:]) == 0
     (args,) = seen
     assert args.profile == prov["profile"] and getattr(args, "part", None) == part
-    for option in ("epochs", "depths", "seeds"):
+    for option in ("epochs", "depths", "seeds", "train_subset", "image_size"):
         if getattr(args, option, None) is not None:
             key = CONFIG_KEYS.get(run["experiment"], {}).get(option, option)
-            assert run["config"][key] == args.__dict__[option], (path.name, option)
+            expected = None if args.__dict__[option] == "all" else args.__dict__[option]
+            assert run["config"][key] == expected, (path.name, option)
     assert path.stem == result_name(run["experiment"], SimpleNamespace(name=args.profile), args)

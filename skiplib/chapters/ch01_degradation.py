@@ -190,12 +190,14 @@ def plot_reference(result: dict, axes: Sequence[Axes]) -> None:
 
 def profile_and_config(args: argparse.Namespace, make_config: Callable[[Profile], dict]) -> tuple[Profile, dict]:
     """The chapters' CLI entries: the profile of ``args.profile`` and its config; ``--epochs``,
-    ``--depths`` and ``--seeds``, where a command has them and they are given, override the profile's."""
+    ``--depths``, ``--seeds``, ``--train-subset`` (``all``: None, the whole training set) and
+    ``--image-size``, where a command has them and they are given, override the profile's."""
     profile = get_profile(args.profile)
     cfg = make_config(profile)
-    for option in ("epochs", "depths", "seeds"):
-        if getattr(args, option, None) is not None:
-            cfg[option] = list(getattr(args, option)) if option != "epochs" else args.epochs
+    for option in ("epochs", "depths", "seeds", "train_subset", "image_size"):
+        value = getattr(args, option, None)
+        if value is not None:
+            cfg[option] = list(value) if option in ("depths", "seeds") else None if value == "all" else value
     return profile, cfg
 
 

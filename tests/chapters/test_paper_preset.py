@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -70,12 +71,26 @@ def test_depth_and_seed_lists_take_spaces_and_commas(argv, depths, seeds, monkey
     (["--lr-steps", "0"], "argument --lr-steps: must be a positive int"),
     (["--iterations", "0"], "argument --iterations: must be a positive int"),
     (["--preset", "resnet"], "invalid choice: 'resnet'"),
+    (["--train-subset", "0"], "argument --train-subset: must be a number of training images from 1 to 50,000"),
+    (["--train-subset", "60000"], "argument --train-subset: must be a number of training images from 1 to 50,000"),
+    (["--train-subset", "half"], "or 'all', got 'half'"),
+    (["--image-size", "4"], "argument --image-size: must be 8 to 32 pixels"),
+    (["--image-size", "64"], "argument --image-size: must be 8 to 32 pixels"),
 ])
 def test_bad_full_length_options_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(["degradation", *argv])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_data_overrides_reach_the_runs_config(capsys, monkeypatch):
+    monkeypatch.setattr(ch1, "cifar10_loaders", no_data)
+    assert main(["degradation", "--profile", "cpu", "--train-subset", "all", "--image-size", "24", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "all 50,000 CIFAR-10 training images" in out and "at 24x24" in out
+    cfg = ch1.profile_and_config(argparse.Namespace(profile="cpu", train_subset=2_000, image_size=None), ch1.config)[1]
+    assert cfg["train_subset"] == 2_000 and cfg["image_size"] == ch1.config(get_profile("cpu"))["image_size"]
 
 
 @pytest.mark.parametrize("argv, message", [
