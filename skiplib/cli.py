@@ -9,7 +9,8 @@ writes the runs that finished to ``<name>.partial.json`` (marked ``"partial": tr
 
 * ``degradation [--profile gpu] [--epochs N] [--depths 20 56 ...] [--families resnet] [--seeds 0 1 2]``: Chapter 1's
   experiment; writes ``degradation-<profile>.json`` with provenance (command, commit, device, data source, date,
-  seconds, world size). ``--preset paper`` is He et al.'s full recipe instead of the profile's (all 50k CIFAR-10
+  seconds, world size); ``--train-subset N|all`` and ``--image-size S`` change the profile's data (e.g. all 50k
+  images at 16x16 on a CPU). ``--preset paper`` is He et al.'s full recipe instead of the profile's (all 50k CIFAR-10
   training images at 32x32, batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 32k and 48k
   iterations, 64k iterations, warm-up for depth 110; ``--depths 20,32,44,56,110``) and writes
   ``degradation-paper.json``; ``--iterations N`` and ``--lr-steps A B`` change its schedule. ``--dry-run`` prints
