@@ -173,6 +173,8 @@ device-prep:
 results-gpu: $(STAMP)
 	$(PY) -m skiplib degradation --profile gpu --out-dir results
 	$(PY) -m skiplib highway --profile gpu --out-dir results
+	$(PY) -m skiplib highway --part conv --profile gpu --out-dir results
+	$(PY) -m skiplib densenet --profile gpu --out-dir results
 	$(PY) -m skiplib compare --profile gpu --out-dir results
 	$(PY) -m skiplib landscape --profile gpu --out-dir results
 
