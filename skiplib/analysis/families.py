@@ -13,13 +13,13 @@ A new skip variant joins with :func:`register_family` (an exercise of Chapter 7)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from skiplib.analysis.stats import mean_std
 from skiplib.checks import is_cifar_depth
 from skiplib.models import count_parameters
 from skiplib.models.cifar import CifarResNet
@@ -242,9 +242,6 @@ def summarise(records: Sequence[dict], keys: Sequence[str] = ("train_err", "test
                                      "peak_memory_bytes")}
         row["seeds"] = len(rs)
         for k in keys:
-            values = [r[k] for r in rs]
-            mean = sum(values) / len(values)
-            row[f"{k}_mean"] = mean
-            row[f"{k}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            row[f"{k}_mean"], row[f"{k}_std"] = mean_std([r[k] for r in rs])
         rows.append(row)
     return rows

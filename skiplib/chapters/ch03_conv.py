@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skiplib import plots
+from skiplib.analysis.stats import mean_std
 from skiplib.chapters import ch03_highway
 from skiplib.data import cifar10_loaders
 from skiplib.models import count_parameters
@@ -119,13 +120,6 @@ def run(cfg: dict, *, device: torch.device | str, allow_synthetic: bool = False,
     return {"histories": histories, "params": partial["params"], "info": info, "seconds": time.perf_counter() - t0}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
-
-
 def records(histories: Mapping[str, Mapping[str, History | list]]) -> dict:
     """``{label: {seed: [per-epoch records]}}`` of :func:`run`'s histories (as JSON stores them)."""
     return {label: {seed: (h.records if isinstance(h, History) else list(h)) for seed, h in per_seed.items()}
@@ -142,7 +136,7 @@ def summarise(histories: Mapping[str, Mapping[str, History | list]], params: Map
             continue
         row = {"params": params.get(label), "seeds": len(runs)}
         for key in ("train_err", "test_err"):
-            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([r[-1][key] for r in runs])
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([r[-1][key] for r in runs])
         row["seconds_per_epoch"] = float(np.mean([e["seconds"] for r in runs for e in r]))
         out[label] = row
     return out

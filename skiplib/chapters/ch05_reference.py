@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from skiplib.analysis.reuse import ConnectionAblation, connection_ablation
+from skiplib.analysis.stats import mean_std
 from skiplib.chapters import ch05_densenets as ch
 from skiplib.chapters.ch01_degradation import profile_and_config, result_name
 from skiplib.profile import get_profile
@@ -90,10 +91,9 @@ def run_seed(cfg: dict, seed: int, *, device: torch.device, allow_synthetic: boo
     return records
 
 
-def _mean_std(values: Sequence[float]) -> dict:
-    v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": len(v)}
+def _seed_stats(values: Sequence[float]) -> dict:
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "min": float(min(values)), "max": float(max(values)), "n": len(values)}
 
 
 def summary(runs: Sequence[Mapping]) -> dict:
@@ -103,10 +103,10 @@ def summary(runs: Sequence[Mapping]) -> dict:
     for model in dict.fromkeys(r["model"] for r in runs):
         rs = [r for r in runs if r["model"] == model]
         out["models"][model] = {"parameters": rs[0]["parameters"],
-                                **{k: _mean_std([r[k] for r in rs]) for k in ("test_err", "train_err", "seconds")}}
+                                **{k: _seed_stats([r[k] for r in rs]) for k in ("test_err", "train_err", "seconds")}}
     ablations = [r["ablation"] for r in runs if "ablation" in r]
     if ablations:
-        out["ablation"] = {k: _mean_std([a[k] for a in ablations]) for k in ABLATION_KEYS}
+        out["ablation"] = {k: _seed_stats([a[k] for a in ablations]) for k in ABLATION_KEYS}
     return out
 
 
