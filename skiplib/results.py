@@ -68,7 +68,14 @@ def device_name(device: torch.device) -> str:
     """A human-readable name of the device a run used."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{platform.processor() or platform.machine()} CPU, {threads} thread{'' if threads == 1 else 's'}"
+
+
+def device_label(device: str) -> str:
+    """A stored device name as a caption shows it: files written before :func:`device_name` learnt
+    the singular say "1 threads"; the file keeps what it recorded, the caption reads "1 thread"."""
+    return re.sub(r"\b1 threads\b", "1 thread", device)
 
 
 def provenance(device: torch.device, data_source: str, seconds: float, profile: str,
@@ -189,7 +196,7 @@ def _short_commit(commit: str) -> str:
 def describe_provenance(prov: Mapping) -> str:
     """One line for a caption: profile, device, data, date, minutes and commit of a run, as far as
     its provenance (:func:`provenance`) records them."""
-    parts = [f"{prov['profile']} profile" if prov.get("profile") else None, prov.get("device"),
+    parts = [f"{prov['profile']} profile" if prov.get("profile") else None, device_label(prov.get("device") or ""),
              prov.get("data_source"), str(prov["date"])[:10] if prov.get("date") else None,
              f"{prov['seconds'] / 60:.0f} min" if isinstance(prov.get("seconds"), (int, float)) else None,
              _short_commit(str(prov["commit"])) if prov.get("commit") else None]

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from skiplib import plots
+from skiplib.results import device_label
 from skiplib.train import History
 
 CIFAR_TRAIN_IMAGES = 50_000
@@ -33,7 +34,7 @@ def budget_row(label: str, result: Mapping) -> dict | None:
     images = cfg.get("train_subset") or CIFAR_TRAIN_IMAGES
     epochs = len(histories[PAIR[0]])
     final = {name: h[-1]["train_err"] for name, h in histories.items() if h}
-    return {"run": label, "device": result.get("provenance", {}).get("device", ""), "image_size": cfg["image_size"],
+    return {"run": label, "device": device_label(result.get("provenance", {}).get("device", "")), "image_size": cfg["image_size"],
             "images": images, "epochs": epochs, "passes": images * epochs, "final": final,
             "gap": final[PAIR[1]] - final[PAIR[0]], "partial": bool(result.get("partial"))}
 

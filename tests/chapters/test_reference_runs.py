@@ -59,11 +59,21 @@ def unreachable(*args, **kwargs):
 
 # --- describe_provenance, reference_run ----------------------------------------------------------
 
+def test_device_name_counts_threads_in_english(monkeypatch):
+    monkeypatch.setattr(R.torch, "get_num_threads", lambda: 1)
+    assert R.device_name(R.torch.device("cpu")).endswith("CPU, 1 thread")
+    monkeypatch.setattr(R.torch, "get_num_threads", lambda: 2)
+    assert R.device_name(R.torch.device("cpu")).endswith("CPU, 2 threads")
+
+
 def test_describe_provenance_names_what_the_run_recorded():
     assert (R.describe_provenance(PROVENANCE)
             == "gpu profile, Tesla T4, CIFAR-10, 2025-03-01, 13 min, commit 0123456789ab")
     assert R.describe_provenance({"device": "x86_64 CPU, 2 threads", "seconds": 20}) == "x86_64 CPU, 2 threads, 0 min"
     assert R.describe_provenance({}) == ""
+    # files written before device_name learnt the singular keep "1 threads"; captions read "1 thread"
+    assert R.describe_provenance({"device": "x86_64 CPU, 1 threads"}) == "x86_64 CPU, 1 thread"
+    assert R.describe_provenance({"device": "x86_64 CPU, 11 threads"}) == "x86_64 CPU, 11 threads"
     dirty = {"commit": "0123456789abcdef0123-dirty"}
     assert R.describe_provenance(dirty) == "commit 0123456789ab with uncommitted changes"
 
