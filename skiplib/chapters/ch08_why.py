@@ -6,7 +6,7 @@
 * ``--matched [--epochs N]``: surfaces at matched training loss: plain-d trained for N epochs, ResNet-d
   for as few epochs as reach the same loss (:func:`run_matched`); writes ``landscape-<profile>-matched.json``.
 * ``--profile gpu``: trains plain-d and ResNet-d (d = 56), computes their 2-D surfaces on the
-  profile's grid (51x51 in ``gpu``), the 1-D slices and the lesion curves, and writes
+  profile's grid (31x31 in ``gpu``; Li et al. use 51x51), the 1-D slices and the lesion curves, and writes
   ``results/landscape-<profile>.json`` with provenance; Chapter 8 plots it when present.
 
 The notebook calls the same functions (:func:`train_pair`, :func:`surface_batch`,
