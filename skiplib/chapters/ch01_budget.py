@@ -21,6 +21,7 @@ from skiplib.train import History
 
 CIFAR_TRAIN_IMAGES = 50_000
 PAIR = ("plain20", "plain56")  # He et al.'s Fig. 1 pair: the gap the chapter is about
+NETS = (*PAIR, "resnet20", "resnet56")  # the pair and its ResNet twins: one setting's full picture
 
 
 def budget_row(label: str, result: Mapping) -> dict | None:
@@ -93,6 +94,54 @@ def paper_table(runs: Mapping[str, Mapping]) -> str:
             cells.append(f"{records[-1]['test_err']:.1%}" if records else "—")
         lines.append(f"| {net} | {paper} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def curves_reference(results: Mapping[str, Mapping]) -> str | None:
+    """Of ``results`` (name to degradation result), the reference whose training curves the chapter
+    draws: the one with most of :data:`NETS` trained, then complete before partial, then the most
+    training images, the larger image size and the longest schedule; None for no results."""
+    def rank(name: str) -> tuple:
+        r = results[name]
+        nets = sum(bool(r["histories"].get(net)) for net in NETS)
+        cfg = r["config"]
+        epochs = max((len(h) for h in r["histories"].values()), default=0)
+        return (nets, not r.get("partial"), cfg.get("train_subset") or CIFAR_TRAIN_IMAGES, cfg["image_size"], epochs)
+    return max(results, key=rank, default=None)
+
+
+def shortcut_verdict(row: Mapping) -> str:
+    """One sentence on a :func:`budget_row` that has all of :data:`NETS`: how far each deep net ends
+    from its shallow twin, without and with shortcuts; for a row that lacks one of them, a sentence
+    that says which nets it lacks, so the chapter never claims what the run did not measure."""
+    final = row["final"]
+    missing = [net for net in NETS if net not in final]
+    if missing:
+        return (f"The run {row['run']} did not train {' or '.join(missing)}, so it cannot set the cost of "
+                "depth with shortcuts beside the cost without them.")
+    plain = 100 * (final["plain56"] - final["plain20"])
+    res = 100 * (final["resnet56"] - final["resnet20"])
+    res_words = f"{abs(res):.1f} points {'above' if res > 0 else 'below'}" if abs(res) >= 0.05 else "level with"
+    if res < 0:
+        ending = "with shortcuts the deeper net is the better one, as in the paper"
+    elif res < plain:
+        ending = "shortcuts shrink the cost of depth, though at this budget they do not remove it"
+    else:
+        ending = "here shortcuts do not reduce the cost of depth"
+    return (f"On {row['images']:,} training images at {row['image_size']}×{row['image_size']} "
+            f"({row['epochs']} epochs), plain-56 ends {plain:.1f} points above plain-20 in training error, "
+            f"ResNet-56 {res_words} ResNet-20: {ending}.")
+
+
+def paper_columns(rows: Sequence[Mapping], results: Mapping[str, Mapping]) -> dict[str, Mapping]:
+    """The reference columns of :func:`paper_table`: for every setting (:func:`settings`) of the
+    reference ``rows``, its largest budget, labelled by setting and epochs, to its histories in
+    ``results`` (name to result; each row's ``run`` is its name)."""
+    columns = {}
+    for (size, images), group in settings(rows).items():
+        r = group[-1]
+        columns[f"{r['run']} ({size}×{size}, {images // 1000}k images, {r['epochs']} epochs)"] = \
+            results[r["run"]]["histories"]
+    return columns
 
 
 def settings(rows: Sequence[Mapping]) -> dict[tuple[int, int], list[Mapping]]:

@@ -235,6 +235,51 @@ def test_gap_budget_figure_draws_one_line_per_setting_and_rings_the_live_run():
     plt.close(fig)
 
 
+def _four_nets(epochs: int, plain20: float, plain56: float, resnet20: float, resnet56: float, **kw) -> dict:
+    run = _degradation(epochs, plain20, plain56, resnet56=resnet56, **kw)
+    run["histories"]["resnet20"] = [{"epoch": epochs, "train_err": resnet20}]
+    return run
+
+
+def test_the_curves_reference_is_the_largest_run_with_most_nets():
+    results = {"long-plain": _degradation(54, 0.2, 0.5),  # complete, but the plain pair only
+               "gpu-partial": _four_nets(15, 0.1, 0.3, 0.05, 0.04, size=32, subset=None)}
+    del results["gpu-partial"]["histories"]["resnet56"]
+    results["gpu-partial"]["partial"] = True
+    assert ch01_budget.curves_reference(results) == "gpu-partial"  # three nets beat two
+    results["all-16px"] = _four_nets(15, 0.1, 0.3, 0.08, 0.07, subset=None)
+    assert ch01_budget.curves_reference(results) == "all-16px"  # all four, complete
+    results["subset-16px"] = _four_nets(60, 0.1, 0.3, 0.08, 0.07)
+    assert ch01_budget.curves_reference(results) == "all-16px"  # more training images beat more epochs
+    assert ch01_budget.curves_reference({}) is None
+
+
+@pytest.mark.parametrize("resnet56, ending", [
+    (0.07, "ResNet-56 1.0 points below ResNet-20: with shortcuts the deeper net is the better one"),
+    (0.10, "ResNet-56 2.0 points above ResNet-20: shortcuts shrink the cost of depth, though"),
+    (0.40, "ResNet-56 32.0 points above ResNet-20: here shortcuts do not reduce the cost of depth"),
+])
+def test_shortcut_verdict_sets_the_resnet_gap_beside_the_plain_gap(resnet56, ending):
+    row = ch01_budget.budget_row("all", _four_nets(15, 0.10, 0.30, 0.08, resnet56, subset=None))
+    text = ch01_budget.shortcut_verdict(row)
+    assert text.startswith("On 50,000 training images at 16×16 (15 epochs), plain-56 ends 20.0 points above plain-20")
+    assert ending in text
+
+
+def test_shortcut_verdict_names_the_nets_a_run_lacks():
+    text = ch01_budget.shortcut_verdict(ch01_budget.budget_row("e54", _degradation(6, 0.3, 0.5)))
+    assert text.startswith("The run e54 did not train resnet20 or resnet56, so it cannot")
+
+
+def test_paper_columns_take_each_settings_largest_budget():
+    results = {"e18": _degradation(18, 0.3, 0.5), "e54": _degradation(54, 0.2, 0.5),
+               "gpu": _degradation(15, 0.1, 0.3, size=32, subset=None)}
+    rows = [ch01_budget.budget_row(n, r) for n, r in results.items()]
+    columns = ch01_budget.paper_columns(rows, results)
+    assert list(columns) == ["e54 (16×16, 8k images, 54 epochs)", "gpu (32×32, 50k images, 15 epochs)"]
+    assert columns["gpu (32×32, 50k images, 15 epochs)"] is results["gpu"]["histories"]
+
+
 def test_a_partial_reference_run_says_so_in_its_caption(shipped):
     run = {**RUNS["degradation-gpu"], "partial": True}
     (shipped / "degradation-gpu.json").write_text(json.dumps(run), encoding="utf-8")
