@@ -36,8 +36,8 @@ def config(profile: Profile) -> dict:
     """Sizes for Chapter 5. ``cpu``: DenseNet-BC-40 (k = 12) against ResNet-20 for 6 epochs on 5k
     CIFAR-10 images at 16x16 (the trained DenseNet also gives the feature-reuse heatmap and the
     connection ablation, scored on ``ablation_images`` test images: 10 s), and dense blocks of 6-48
-    layers for the memory curves; the notebook took 89 s on 2 idle cores (77 s before the
-    ablation), the DenseNet's training most of it. ``smoke``: the same pipeline, tiny. ``gpu`` (sized for a
+    layers for the memory curves; the DenseNet's training is most of the notebook's time (the CI
+    log's per-chapter seconds say how long, on 2 cores). ``smoke``: the same pipeline, tiny. ``gpu`` (sized for a
     Colab T4, see ``skiplib.tools.workload``): DenseNet-BC-100 against ResNet-110 on 15k
     CIFAR-10 images at 32x32."""
     recipe = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "onecycle", "batch_size": 64, "seed": 0}
