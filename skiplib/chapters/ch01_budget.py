@@ -120,7 +120,10 @@ def shortcut_verdict(row: Mapping) -> str:
                 "depth with shortcuts beside the cost without them.")
     plain = 100 * (final["plain56"] - final["plain20"])
     res = 100 * (final["resnet56"] - final["resnet20"])
-    res_words = f"{abs(res):.1f} points {'above' if res > 0 else 'below'}" if abs(res) >= 0.05 else "level with"
+
+    def relation(points: float) -> str:
+        return f"{abs(points):.1f} points {'above' if points > 0 else 'below'}" if abs(points) >= 0.05 else "level with"
+
     if res < 0:
         ending = "with shortcuts the deeper net is the better one, as in the paper"
     elif res < plain:
@@ -128,8 +131,8 @@ def shortcut_verdict(row: Mapping) -> str:
     else:
         ending = "here shortcuts do not reduce the cost of depth"
     return (f"On {row['images']:,} training images at {row['image_size']}×{row['image_size']} "
-            f"({row['epochs']} epochs), plain-56 ends {plain:.1f} points above plain-20 in training error, "
-            f"ResNet-56 {res_words} ResNet-20: {ending}.")
+            f"({row['epochs']} epochs), plain-56 ends {relation(plain)} plain-20 in training error, "
+            f"ResNet-56 {relation(res)} ResNet-20: {ending}.")
 
 
 def paper_columns(rows: Sequence[Mapping], results: Mapping[str, Mapping]) -> dict[str, Mapping]:
