@@ -15,13 +15,15 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from skiplib import plots
 from skiplib.results import device_label
 from skiplib.train import History
 
 CIFAR_TRAIN_IMAGES = 50_000
 PAIR = ("plain20", "plain56")  # He et al.'s Fig. 1 pair: the gap the chapter is about
 NETS = (*PAIR, "resnet20", "resnet56")  # the pair and its ResNet twins: one setting's full picture
+# one colour per setting, neither red nor blue (the course's plain and residual colours) and no two
+# alike: the palette's "other" colours alternate greens and purples, too close for four settings
+SETTING_COLORS = ("#1b7837", "#762a83", "#e08214", "#4d4d4d", "#8c510a")
 
 
 def budget_row(label: str, result: Mapping) -> dict | None:
@@ -167,7 +169,7 @@ def plot_gap_budget(rows: Sequence[Mapping], *, live: str | None = None) -> Figu
     approach zero. The row whose ``run`` is ``live`` is ringed ("your run"); partial runs are hollow."""
     fig, (ax_gap, ax_err) = plt.subplots(1, 2, figsize=(10.5, 3.9))
     for i, ((size, images), group) in enumerate(settings(rows).items()):
-        color = plots.color_for("other", i)
+        color = SETTING_COLORS[i % len(SETTING_COLORS)]
         passes = [r["passes"] for r in group]
         ax_gap.plot(passes, [100 * r["gap"] for r in group], color=color, label=f"{size}×{size}, {images:,} images")
         for net, style in zip(PAIR, (":", "-")):

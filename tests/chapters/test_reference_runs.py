@@ -224,6 +224,9 @@ def test_gap_budget_figure_draws_one_line_per_setting_and_rings_the_live_run():
     assert list(lines["16×16, 8,000 images"].get_ydata()) == pytest.approx([20.0, 10.0, 5.0])
     assert list(lines["16×16, 8,000 images"].get_xdata()) == [48_000, 144_000, 432_000]
     assert list(lines["your run"].get_xdata()) == [48_000] and lines["your run"].get_markerfacecolor() == "none"
+    settings = [lines[k].get_color() for k in ("16×16, 8,000 images", "32×32, 50,000 images")]
+    family_colors = {*plots.PALETTE["plain"], *plots.PALETTE["resnet"]}
+    assert len(set(settings)) == 2 and not family_colors & set(settings)  # distinct, not plain/residual
     def faces(x):
         return {line.get_markerfacecolor() for line in ax_gap.get_lines() if list(line.get_xdata()) == [x]}
 
