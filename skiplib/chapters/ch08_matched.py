@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from skiplib.chapters.ch08_why import PAPER_IMAGE_SIZE, PAPER_IMAGES
 from skiplib.results import device_label
-
-CIFAR_TRAIN_IMAGES, CIFAR_IMAGE_SIZE = 50_000, 32
 
 
 def is_matched(name: str) -> bool:
@@ -26,7 +25,7 @@ def pick(results: Mapping[str, Mapping]) -> str | None:
     largest images, then the most training images; None if there is none."""
     def rank(name: str) -> tuple[int, int]:
         cfg = results[name]["config"]
-        return cfg["image_size"], cfg.get("train_subset") or CIFAR_TRAIN_IMAGES
+        return cfg["image_size"], cfg.get("train_subset") or PAPER_IMAGES
     return max(results, key=rank, default=None)
 
 
@@ -35,14 +34,14 @@ def facts(result: Mapping) -> dict[str, str]:
     without the folder it wrote to), ``data``, ``device`` and ``caveats`` (what one such run cannot
     settle), all from the file."""
     cfg, prov = result["config"], result.get("provenance", {})
-    size, images = cfg["image_size"], cfg.get("train_subset") or CIFAR_TRAIN_IMAGES
+    size, images = cfg["image_size"], cfg.get("train_subset") or PAPER_IMAGES
     data = f"{images:,} training images at {size}×{size}"
     command = re.sub(r"\s+--out-dir\s+\S+", "", prov.get("command", "python -m skiplib landscape --matched"))
     plain, res = result["surfaces"]  # labels as the run wrote them, plain first
     epochs = {label: result["matched"][label]["epochs"] for label in (plain, res)}
     caveats = ["it is one seed and one pair of random directions"]
-    if images < CIFAR_TRAIN_IMAGES or size < CIFAR_IMAGE_SIZE:
-        caveats.append(f"{data}, not all of CIFAR-10 at {CIFAR_IMAGE_SIZE}×{CIFAR_IMAGE_SIZE}")
+    if images < PAPER_IMAGES or size < PAPER_IMAGE_SIZE:
+        caveats.append(f"{data}, not all of CIFAR-10 at {PAPER_IMAGE_SIZE}×{PAPER_IMAGE_SIZE}")
     caveats.append(f"the loss is matched on the {cfg['surface_images']:,} images of the surface batch, "
                    "not on the whole training set")
     nets = (f"the two nets differ in more than their shortcuts even at equal loss, since the ResNet got there in "
